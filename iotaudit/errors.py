@@ -1,0 +1,93 @@
+"""The exceptions iotaudit raises, all under :class:`IotauditError`.
+
+Work over a fleet (many targets, many devices) records per-item failures as
+rows with a status; these exceptions are for single-item functions and for
+input that cannot be used at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class IotauditError(Exception):
+    """Raised when iotaudit cannot do what it was asked; base of all others."""
+
+
+class PemError(IotauditError, ValueError):
+    """Raised when a PEM file or block cannot be parsed as a certificate.
+
+    Attributes:
+        source: The file (or other source label) the PEM text came from.
+        block: 1-based number of the offending PEM block, or None when the
+            whole input is unusable (e.g. it holds no certificate at all).
+    """
+
+    def __init__(self, source: str | Path, block: int | None, reason: str) -> None:
+        self.source = str(source)
+        self.block = block
+        self.reason = reason
+        where = f"{self.source}, PEM block {block}" if block is not None else self.source
+        super().__init__(f"{where}: {reason}")
+
+
+class TargetError(IotauditError, ValueError):
+    """Raised when a target specification (HOST:PORT[@ADDRESS], targets file, lab file) is invalid."""
+
+    def __init__(self, spec: str, reason: str) -> None:
+        self.spec = spec
+        self.reason = reason
+        super().__init__(f"target {spec!r}: {reason}")
+
+
+class RunError(IotauditError):
+    """Raised when a run directory is missing, incomplete or not an iotaudit run."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"run {self.path}: {reason}")
+
+
+class CatalogError(IotauditError, KeyError):
+    """Raised when a catalogue is malformed or a catalogue name is unknown."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"catalogue {name!r}: {reason}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class InventoryError(IotauditError, ValueError):
+    """Raised when a device inventory cannot be used.
+
+    Attributes:
+        problems: One :class:`InventoryProblem`-like tuple per bad row and column
+            (row number as in the source file, column, reason).
+    """
+
+    def __init__(self, source: str | Path, problems: list[tuple[int | None, str | None, str]]) -> None:
+        self.source = str(source)
+        self.problems = problems
+        lines = [
+            f"  row {row if row is not None else '-'}, column {col or '-'}: {reason}"
+            for row, col, reason in problems[:50]
+        ]
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(f"inventory {self.source}: {len(problems)} problem(s)\n" + "\n".join(lines) + more)
+
+
+class ReportError(IotauditError):
+    """Raised when a report notebook fails; names the notebook and the failing cell."""
+
+    def __init__(self, notebook: str | Path, cell: int | None, reason: str, executed: str | Path | None = None) -> None:
+        self.notebook = str(notebook)
+        self.cell = cell
+        self.reason = reason
+        self.executed = str(executed) if executed is not None else None
+        where = f"{self.notebook}, cell {cell}" if cell is not None else self.notebook
+        kept = f" (executed notebook kept at {self.executed})" if self.executed else ""
+        super().__init__(f"report notebook {where} failed: {reason}{kept}")

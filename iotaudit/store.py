@@ -1,0 +1,189 @@
+"""Run directories: Parquet tables plus a manifest, written atomically.
+
+A run directory holds::
+
+    manifest.json          tool version, time, parameters, table row counts
+    observations.parquet   one row per target x probe
+    chains.parquet         one row per observation x served certificate, in served order
+    certificates.parquet   one row per distinct certificate met
+    catalog.parquet        the CA catalogue the run was labelled with (real AWS or lab)
+
+It is first written to a hidden sibling directory and renamed into place, so
+a crash never leaves a directory that looks like a complete run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from . import columns as c
+from .catalog import Catalog
+from .errors import RunError
+
+MANIFEST = "manifest.json"
+FORMAT = "iotaudit-run/1"
+TABLES: dict[str, dict[str, Any]] = {
+    "observations": c.OBSERVATION_DTYPES,
+    "chains": c.CHAIN_DTYPES,
+    "certificates": c.CERTIFICATE_DTYPES,
+    "catalog": c.CATALOG_DTYPES,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One collection: what every target served, as DataFrames.
+
+    Attributes:
+        observations: One row per target x probe (:data:`iotaudit.columns.OBSERVATION_DTYPES`).
+        chains: One row per observation x served certificate (:data:`iotaudit.columns.CHAIN_DTYPES`).
+        certificates: One row per distinct certificate (:data:`iotaudit.columns.CERTIFICATE_DTYPES`).
+        catalog: The catalogue the certificates were labelled with (:data:`iotaudit.columns.CATALOG_DTYPES`).
+        manifest: Tool version, ``created_at`` (ISO 8601 UTC), ``catalog`` kind, ``parameters``.
+        path: Where the run was loaded from or written to, if anywhere.
+    """
+
+    observations: pd.DataFrame
+    chains: pd.DataFrame
+    certificates: pd.DataFrame
+    catalog: pd.DataFrame
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name, dtypes in TABLES.items():
+            frame = getattr(self, name)
+            missing = [col for col in dtypes if col not in frame.columns]
+            if missing:
+                raise RunError(self.path or "<memory>", f"table {name} lacks columns {missing}")
+
+    @property
+    def created_at(self) -> datetime:
+        """When the collection was made (tz-aware UTC); the default ``as_of`` of an analysis."""
+        return datetime.fromisoformat(self.manifest["created_at"])
+
+    def catalog_object(self) -> Catalog:
+        """The run's catalogue as a :class:`iotaudit.catalog.Catalog`."""
+        return Catalog.from_frame(self.catalog, kind=str(self.manifest.get("catalog", "aws")))
+
+    def certificate_pem(self, sha256: str) -> str:
+        """PEM text of one certificate of the run, by DER SHA-256."""
+        hit = self.certificates.loc[self.certificates[c.SHA256] == sha256, c.PEM]
+        if hit.empty:
+            raise RunError(self.path or "<memory>", f"no certificate with sha256 {sha256}")
+        return str(hit.iloc[0])
+
+
+def make_manifest(*, catalog_kind: str, parameters: Mapping[str, Any], created_at: datetime | None = None) -> dict[str, Any]:
+    """A run manifest: format, tool version, creation time (UTC) and the parameters used."""
+    created = created_at or datetime.now(timezone.utc)
+    if created.tzinfo is None:
+        raise ValueError("created_at must be timezone-aware")
+    return {
+        "format": FORMAT,
+        "tool": "iotaudit",
+        "tool_version": __version__,
+        "created_at": created.astimezone(timezone.utc).isoformat(),
+        "catalog": catalog_kind,
+        "parameters": dict(parameters),
+    }
+
+
+def write_atomically(path: str | Path, fill: Callable[[Path], None], *, overwrite: bool = False) -> Path:
+    """Create directory ``path`` by filling a hidden temporary sibling, then renaming it into place.
+
+    Args:
+        path: Final directory.
+        fill: Called with the temporary directory; writes everything into it.
+        overwrite: Replace an existing ``path`` (it is removed only after the new one is complete).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        RunError: when ``path`` exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise RunError(path, "already exists (choose a new directory, or overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a run is shared like any directory
+    try:
+        fill(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def write_run(run: Run, path: str | Path, *, overwrite: bool = False) -> Run:
+    """Write ``run`` as a run directory at ``path``, atomically.
+
+    Returns:
+        The same run with ``path`` set.
+    """
+
+    def fill(tmp: Path) -> None:
+        counts = {}
+        for name, dtypes in TABLES.items():
+            frame = c.typed_frame(getattr(run, name), dtypes)
+            frame.to_parquet(tmp / f"{name}.parquet", index=False)
+            counts[name] = len(frame)
+        manifest = dict(run.manifest)
+        manifest["tables"] = counts
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+
+    final = write_atomically(path, fill, overwrite=overwrite)
+    return Run(run.observations, run.chains, run.certificates, run.catalog, run.manifest, final)
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a run directory written by :func:`write_run` (or ``iotaudit collect``/``import``).
+
+    List columns (``chain_sha256``, ``san``) come back as Python lists; every
+    other column has the dtype documented in :mod:`iotaudit.columns`.
+
+    Raises:
+        RunError: when the directory is missing, incomplete or not an iotaudit run.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(path, "no such run directory")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RunError(path, f"no readable {MANIFEST}: not a complete iotaudit run ({err})") from err
+    if manifest.get("format") != FORMAT:
+        raise RunError(path, f"unknown run format {manifest.get('format')!r} (expected {FORMAT})")
+    frames = {}
+    for name, dtypes in TABLES.items():
+        try:
+            frame = pd.read_parquet(path / f"{name}.parquet")
+        except (OSError, ValueError) as err:
+            raise RunError(path, f"cannot read {name}.parquet ({err})") from err
+        for col, dtype in dtypes.items():
+            if dtype == "object" and col in frame.columns:
+                frame[col] = [list(v) if v is not None else [] for v in frame[col]]
+        frames[name] = c.typed_frame(frame, dtypes)
+    return Run(manifest=manifest, path=path, **frames)
