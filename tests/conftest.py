@@ -1,0 +1,32 @@
+"""Shared fixtures: one loopback lab and one collected lab run per test session.
+
+Owned by the integrator; module-specific fixtures live in the test module that uses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator["object"]:
+    """A running loopback lab (iotaudit.lab.Lab) with the default regions and the hostile cases."""
+    from iotaudit.lab import Lab
+
+    with Lab(tmp_path_factory.mktemp("lab")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def lab_run(lab, tmp_path_factory: pytest.TempPathFactory):  # -> iotaudit.store.Run
+    """The lab collected once with iotaudit.collect and written to (and loaded back from) a run directory."""
+    from iotaudit.collect import collect
+    from iotaudit.store import load_run, write_run
+
+    run = collect(lab.targets, timeout=2.0, progress=False, catalog=lab.catalog)
+    path: Path = tmp_path_factory.mktemp("runs") / "lab"
+    write_run(run, path)
+    return load_run(path)
