@@ -175,6 +175,12 @@ def _view(run: Run) -> _RunView:
     return _RunView(status, served, certificates, catalog_roles)
 
 
+def certificate_roles(run: Run) -> dict[str, str]:
+    """Role of every certificate of ``run`` (sha256 -> ``leaf``, ``intermediate``, ``cross-signed root``, ``root``)."""
+    view = _view(run)
+    return {fp: view.role(fp) for fp in view.certificates}
+
+
 def _row(change: DriftChange, endpoint: Endpoint | None = None, **fields: Any) -> dict[str, Any]:
     row: dict[str, Any] = {CHANGE: change.value}
     if endpoint is not None:
