@@ -1,0 +1,957 @@
+"""Pinning risks: parse certificate pins, match them today, and ask what breaks under each likely change.
+
+A pin is a hash a device compares with the server's certificates before it
+trusts a connection.  Two families behave very differently when AWS changes
+what it serves:
+
+* **SPKI pins** hash the SubjectPublicKeyInfo (``sha256/<base64>``, the
+  OkHttp / Android network-security-config / TrustKit form, or
+  ``spki-sha256:<hex>``).  They survive a certificate being re-issued for the
+  same key, under the same or another issuer.
+* **Whole-certificate pins** hash the DER (``cert-sha256:<hex>``,
+  ``cert-sha1:<hex>``), issuer name and signature included.  The AWS IoT
+  "Server Authentication" page warns against them: the ATS roots exist both
+  self-signed and cross-signed by Starfield, with the same key but a
+  different issuer, so the hash of "Amazon Root CA 1" depends on which copy a
+  path goes through.
+
+Which certificates a pin is compared with is the profile's ``pin_scope``
+(:class:`PinScope`): ``any`` certificate of the validated path (OkHttp's
+``CertificatePinner`` and Android's network-security-config check the
+cleaned, validated chain; the default), ``served`` (the chain exactly as the
+server sent it, as hand-rolled checks often do), ``leaf`` or ``root`` (the
+anchor of the validated path).  A pin *set* is satisfied when at least one
+of its pins matches (the OkHttp / RFC 7469 section 2.6 rule).
+
+Scenarios (:class:`Scenario`) transform each chain a profile meets today
+into the chain it would meet after one change, using the run's catalogue for
+real relations (another intermediate of the same root, the other-issuer copy
+of the same root key, the other key type's chain, the reserved roots) and a
+*hypothetical* certificate with a new key where the catalogue has nothing.
+The transformed path is not re-validated here: whether the new chain still
+validates is root coverage's question (:mod:`iotaudit.coverage`); pinning
+asks whether the pins still match it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+import pandas as pd
+from cryptography import x509
+
+from . import columns as c
+from .catalog import Catalog, CatalogRole, CatalogStatus
+from .certs import (
+    cert_sha1,
+    cert_sha256,
+    is_signed_by,
+    key_type,
+    load_pem_x509_certificates,
+    spki_sha256,
+    tolerate_serial_zero,
+)
+from .errors import IotauditError
+
+__all__ = [
+    "PIN_RISK_COLUMNS",
+    "RANKED_RISK_COLUMNS",
+    "SEVERITY",
+    "CertIdentity",
+    "KnownCertificates",
+    "Pin",
+    "PinError",
+    "PinFlag",
+    "PinKind",
+    "PinScope",
+    "Scenario",
+    "apply_scenario",
+    "parse_pin",
+    "parse_pins",
+    "pin_matches_chain",
+    "pin_risks",
+    "pin_set_matches_chain",
+    "ranked_risks",
+    "scoped_certificates",
+]
+
+
+class PinError(IotauditError, ValueError):
+    """Raised when a pin cannot be parsed; names the pin and the rule it broke.
+
+    Attributes:
+        pin: The pin text as written.
+        reason: Why it was rejected.
+    """
+
+    # TODO(integrator): move to iotaudit/errors.py next to the other exceptions.
+    def __init__(self, pin: str, reason: str) -> None:
+        self.pin = pin
+        self.reason = reason
+        super().__init__(f"pin {pin!r}: {reason}")
+
+
+class PinKind(str, Enum):
+    """What a pin hashes."""
+
+    SPKI_SHA256 = "spki-sha256"  # SHA-256 of the DER SubjectPublicKeyInfo (RFC 7469 section 2.4)
+    CERT_SHA256 = "cert-sha256"  # SHA-256 of the whole certificate DER
+    CERT_SHA1 = "cert-sha1"      # SHA-1 of the whole certificate DER (legacy fingerprints)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PinScope(str, Enum):
+    """Which certificates a device compares its pins with (``pin_scope`` inventory column)."""
+
+    ANY = "any"        # any certificate of the validated path, anchor included (OkHttp, Android NSC); default
+    SERVED = "served"  # any certificate exactly as the server sent it (hand-rolled checks)
+    LEAF = "leaf"      # the end-entity certificate only
+    ROOT = "root"      # the trust anchor of the validated path only
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Scenario(str, Enum):
+    """A likely change on the AWS side (``scenario`` column of the pin risks)."""
+
+    LEAF_REKEY = "leaf-rekey"                    # new leaf key, same chain above
+    INTERMEDIATE_CHANGE = "intermediate-change"  # another issuing CA (e.g. Amazon RSA 2048 M01 -> M04)
+    ISSUER_CHANGE = "issuer-change"              # same root key under its other issuer (self-signed <-> Starfield cross-sign)
+    KEY_TYPE_SWITCH = "key-type-switch"          # the RSA chain replaced by the ECDSA chain, or vice versa
+    RESERVED_ROOTS = "reserved-roots"            # a move to Amazon Root CA 2 (RSA) or 4 (EC), "reserved for future use"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PinFlag(str, Enum):
+    """Findings about a pin or its set (``flags`` column, a list of these values)."""
+
+    NO_BACKUP = "no-backup"                        # the set has one pin, or all its pins are on one key
+    PIN_SET_EXPIRED = "pin-set-expired"            # pin_expiry < as_of: the pins are silently not enforced
+    WHOLE_CERT_UNDER_TWO_ISSUERS = "whole-cert-under-two-issuers"  # cert pin on a key that exists under two issuers
+    NO_MATCH_TODAY = "no-match-today"              # some chain the profile validates today matches no pin of the set
+    UNKNOWN_PIN = "unknown-pin"                    # the pin matches no certificate known to the run or catalogue
+    NO_VALID_CHAIN = "no-valid-chain"              # the profile validates no chain today: pins are moot
+    MALFORMED = "malformed"                        # the pin text could not be parsed (see ``reason``)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Severity of each risk in :func:`ranked_risks` (higher is worse); a risk's score is devices x severity.
+# Scenario severities follow how often AWS makes the change: leaves rotate every year or so, issuing
+# CAs rotate (Amazon RSA 2048 M01..M04 since 2022), the cross-sign path depends on the device and
+# on what AWS serves, a key-type switch follows the negotiated suite, and the reserved roots are a
+# future move AWS has announced but not made.
+SEVERITY: dict[str, int] = {
+    PinFlag.NO_MATCH_TODAY.value: 6,                 # enforced pins reject a chain served today
+    Scenario.LEAF_REKEY.value: 5,
+    Scenario.INTERMEDIATE_CHANGE.value: 4,
+    Scenario.ISSUER_CHANGE.value: 3,
+    Scenario.KEY_TYPE_SWITCH.value: 3,
+    Scenario.RESERVED_ROOTS.value: 2,
+    PinFlag.NO_BACKUP.value: 2,
+    PinFlag.WHOLE_CERT_UNDER_TWO_ISSUERS.value: 2,
+    PinFlag.MALFORMED.value: 2,
+    PinFlag.PIN_SET_EXPIRED.value: 1,                # a security, not an availability, finding
+}
+
+# --- columns (TODO(integrator): move to iotaudit/columns.py) -----------------
+PROFILE = "profile"
+DEVICES = "devices"
+GROUPS = "groups"
+PIN = "pin"
+PIN_KIND = "pin_kind"
+PIN_SCOPE = "pin_scope"
+SCENARIO = "scenario"
+ENFORCED = "enforced"
+MATCHES = "matches"
+MATCHED_SHA256 = "matched_sha256"
+MATCHED_NAME = "matched_name"
+BREAKS = "breaks"
+SET_BREAKS = "set_breaks"
+CHAINS = "chains"
+CHAINS_BROKEN = "chains_broken"
+FLAGS = "flags"
+REASON = "reason"
+RANK = "rank"
+RISK = "risk"
+SEVERITY_COL = "severity"
+SCORE = "score"
+PINS = "pins"
+DETAIL = "detail"
+
+PIN_RISK_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    DEVICES: "int64",
+    GROUPS: "object",            # list[str]
+    PIN: "string",               # as written in the inventory
+    PIN_KIND: "category",
+    PIN_SCOPE: "category",
+    SCENARIO: "category",
+    ENFORCED: "bool",            # False when the pin set expired before as_of
+    MATCHES: "bool",             # the pin matches a certificate in scope on a chain validated today
+    MATCHED_SHA256: "object",    # list[str]: certificates it matches today
+    MATCHED_NAME: "object",      # list[str]: their catalogue names (or subject CN)
+    BREAKS: "bool",              # it matched a chain today and does not match that chain after the scenario
+    SET_BREAKS: "bool",          # some chain matched by the set today is matched by no pin after the scenario
+    CHAINS: "int32",             # chains the profile validates today
+    CHAINS_BROKEN: "int32",      # of those, how many the whole set stops matching after the scenario
+    FLAGS: "object",             # list[str] of PinFlag values
+    REASON: "string",            # why a pin is malformed, else ""
+}
+
+RANKED_RISK_COLUMNS: dict[str, Any] = {
+    RANK: "int32",
+    PROFILE: "string",
+    DEVICES: "int64",
+    GROUPS: "object",
+    RISK: "category",            # a Scenario value (the set breaks under it) or a PinFlag value
+    SEVERITY_COL: "int32",
+    SCORE: "int64",              # devices x severity
+    PINS: "object",              # list[str]: the pins concerned
+    DETAIL: "string",            # one sentence for a report
+}
+
+_HYPOTHETICAL = "hypothetical"
+
+
+# --- pins ----------------------------------------------------------------------------------------
+
+_DIGEST_BYTES = {PinKind.SPKI_SHA256: 32, PinKind.CERT_SHA256: 32, PinKind.CERT_SHA1: 20}
+_HEX_PREFIXES = {"spki-sha256": PinKind.SPKI_SHA256, "cert-sha256": PinKind.CERT_SHA256, "cert-sha1": PinKind.CERT_SHA1}
+_FORMATS = "sha256/<base64>, spki-sha256:<hex>, cert-sha256:<hex> or cert-sha1:<hex>"
+_HEX = re.compile(r"^[0-9a-f]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """One parsed pin.
+
+    Attributes:
+        text: The pin as written (what reports show).
+        kind: What it hashes.
+        digest: Lowercase hex digest.
+    """
+
+    text: str
+    kind: PinKind
+    digest: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", PinKind(self.kind))
+        want = _DIGEST_BYTES[self.kind] * 2
+        if len(self.digest) != want or not _HEX.match(self.digest):
+            raise PinError(self.text, f"{self.kind.value} digest must be {want} lowercase hex digits")
+
+    @property
+    def key_bound(self) -> bool:
+        """True for SPKI pins, which survive re-issuance of the same key under any issuer."""
+        return self.kind is PinKind.SPKI_SHA256
+
+    @property
+    def canonical(self) -> str:
+        """The pin in its usual form: ``sha256/<base64>`` for SPKI pins, ``cert-sha*:<hex>`` otherwise."""
+        if self.kind is PinKind.SPKI_SHA256:
+            return "sha256/" + base64.b64encode(bytes.fromhex(self.digest)).decode("ascii")
+        return f"{self.kind.value}:{self.digest}"
+
+    def matches(self, cert: CertIdentity) -> bool:
+        """True when this pin's digest equals the matching digest of ``cert``."""
+        if self.kind is PinKind.SPKI_SHA256:
+            return cert.spki_sha256 == self.digest
+        if self.kind is PinKind.CERT_SHA256:
+            return cert.sha256 == self.digest
+        return cert.sha1 == self.digest
+
+
+def parse_pin(text: str) -> Pin:
+    """Parse one pin in any supported format.
+
+    Formats: ``sha256/<base64>`` (SPKI SHA-256, OkHttp / Android / TrustKit;
+    RFC 7469's ``pin-sha256="<base64>"`` is accepted too), ``spki-sha256:<hex>``,
+    ``cert-sha256:<hex>`` and ``cert-sha1:<hex>``.  Prefixes are
+    case-insensitive; hex may use upper case and ``:`` separators as
+    ``openssl x509 -fingerprint`` prints them.
+
+    Args:
+        text: The pin as written.
+
+    Returns:
+        The parsed :class:`Pin` (``text`` keeps the input, stripped).
+
+    Raises:
+        PinError: naming the pin and what is wrong with it.
+    """
+    if not isinstance(text, str):
+        raise PinError(str(text), f"a pin is text, got {type(text).__name__}")
+    raw = text.strip()
+    if not raw:
+        raise PinError(text, f"empty pin; expected {_FORMATS}")
+    lower = raw.lower()
+    hpkp = re.fullmatch(r'pin-sha256\s*=\s*"([^"]*)"', raw, flags=re.IGNORECASE)
+    if lower.startswith("sha256/") or hpkp:
+        b64 = hpkp.group(1) if hpkp else raw[len("sha256/"):]
+        try:
+            digest = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise PinError(raw, f"the SPKI SHA-256 digest is not valid base64 ({err})") from err
+        if len(digest) != 32:
+            raise PinError(raw, f"the base64 digest decodes to {len(digest)} bytes; SHA-256 needs 32")
+        return Pin(raw, PinKind.SPKI_SHA256, digest.hex())
+    if lower.startswith("sha1/"):
+        raise PinError(raw, "SPKI SHA-1 pins (sha1/...) are not supported (OkHttp 3 dropped them); pin sha256/<base64>")
+    prefix, sep, value = raw.partition(":")
+    kind = _HEX_PREFIXES.get(prefix.strip().lower()) if sep else None
+    if kind is None:
+        raise PinError(raw, f"unknown pin format; expected {_FORMATS}")
+    digest_hex = re.sub(r"[\s:]", "", value).lower()
+    want = _DIGEST_BYTES[kind] * 2
+    if not _HEX.match(digest_hex):
+        raise PinError(raw, f"the {kind.value} digest is not hexadecimal")
+    if len(digest_hex) != want:
+        raise PinError(raw, f"the {kind.value} digest has {len(digest_hex)} hex digits; it needs {want}")
+    return Pin(raw, kind, digest_hex)
+
+
+def parse_pins(texts: Iterable[str]) -> list[Pin]:
+    """Parse every pin of a set, in order; see :func:`parse_pin`.
+
+    Raises:
+        PinError: for the first malformed pin.
+    """
+    return [parse_pin(t) for t in texts]
+
+
+# --- certificate identities ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CertIdentity:
+    """What pins and scenarios need to know about one certificate (real or hypothetical).
+
+    Attributes:
+        sha256: Lowercase hex SHA-256 of the DER (``hypothetical:...`` for a certificate that does not exist yet).
+        sha1: Lowercase hex SHA-1 of the DER (same convention).
+        spki_sha256: Lowercase hex SHA-256 of the SubjectPublicKeyInfo (``hypothetical-key:...`` for a new key).
+        name: Catalogue name, else subject common name; what reports show.
+        subject: RFC 4514 subject.
+        issuer: RFC 4514 issuer.
+        key_type: ``rsa``, ``ec``, ...
+        self_signed: Subject equals issuer and the signature verifies with its own key.
+        certificate: The parsed certificate, None for hypothetical ones.
+    """
+
+    sha256: str
+    sha1: str
+    spki_sha256: str
+    name: str = ""
+    subject: str = ""
+    issuer: str = ""
+    key_type: str = ""
+    self_signed: bool = False
+    certificate: x509.Certificate | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.sha256 or not self.spki_sha256:
+            raise ValueError("CertIdentity needs sha256 and spki_sha256")
+
+    @property
+    def hypothetical(self) -> bool:
+        """True for a certificate invented by a scenario (no pin can match its DER)."""
+        return self.sha256.startswith(_HYPOTHETICAL)
+
+    @classmethod
+    def from_certificate(cls, cert: x509.Certificate, name: str = "") -> CertIdentity:
+        """Identity of a parsed certificate."""
+        with tolerate_serial_zero():
+            return cls(
+                sha256=cert_sha256(cert), sha1=cert_sha1(cert), spki_sha256=spki_sha256(cert),
+                name=name or _cn(cert), subject=cert.subject.rfc4514_string(),
+                issuer=cert.issuer.rfc4514_string(), key_type=key_type(cert),
+                self_signed=is_signed_by(cert, cert), certificate=cert,
+            )
+
+    @classmethod
+    def invented(cls, label: str, *, new_key: bool = True, like: CertIdentity | None = None,
+                 issuer: str = "", key_type_: str = "") -> CertIdentity:
+        """A hypothetical certificate: new DER always, a new key unless ``new_key`` is False (then ``like``'s key)."""
+        if not new_key and like is None:
+            raise ValueError("keeping the key needs the certificate to keep it from")
+        spki = f"{_HYPOTHETICAL}-key:{label}" if new_key else like.spki_sha256  # type: ignore[union-attr]
+        return cls(
+            sha256=f"{_HYPOTHETICAL}:{label}", sha1=f"{_HYPOTHETICAL}:{label}", spki_sha256=spki,
+            name=f"{_HYPOTHETICAL} {label}" if like is None else f"{like.name} ({_HYPOTHETICAL} {label})",
+            subject=like.subject if like else "", issuer=issuer or (like.issuer if like else ""),
+            key_type=key_type_ or (like.key_type if like else ""), self_signed=False,
+        )
+
+
+def _cn(cert: x509.Certificate) -> str:
+    for oid in (x509.NameOID.COMMON_NAME, x509.NameOID.ORGANIZATIONAL_UNIT_NAME):
+        attrs = cert.subject.get_attributes_for_oid(oid)
+        if attrs:
+            value = attrs[-1].value
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return cert.subject.rfc4514_string()
+
+
+class KnownCertificates:
+    """Every certificate a scenario may draw on: the run's, the catalogue's and the firmware anchors.
+
+    Args:
+        certificates: Parsed certificates (served, anchors, ...).
+        catalog: The run's catalogue; its entries are added and name the certificates they match.
+    """
+
+    __slots__ = ("_by_sha256", "_by_spki", "_by_subject", "catalog")
+
+    def __init__(self, certificates: Iterable[x509.Certificate] = (), catalog: Catalog | None = None) -> None:
+        self.catalog = catalog
+        self._by_sha256: dict[str, CertIdentity] = {}
+        self._by_spki: dict[str, list[CertIdentity]] = {}
+        self._by_subject: dict[str, list[CertIdentity]] = {}
+        if catalog is not None:
+            for entry in catalog.entries:
+                self.add(entry.certificate)
+        for cert in certificates:
+            self.add(cert)
+
+    @classmethod
+    def from_run(cls, run: Any, anchors: Mapping[str, Sequence[x509.Certificate]] | None = None) -> KnownCertificates:
+        """Everything a run knows: its certificates table, its catalogue and the profiles' anchors."""
+        catalog = run.catalog_object()
+        certs: list[x509.Certificate] = []
+        for pem in run.certificates[c.PEM].dropna():
+            certs.extend(load_pem_x509_certificates(str(pem), "run certificates table"))
+        for anchor_list in (anchors or {}).values():
+            certs.extend(anchor_list)
+        return cls(certs, catalog)
+
+    def add(self, cert: x509.Certificate) -> CertIdentity:
+        """Add one certificate (idempotent) and return its identity."""
+        fp = cert_sha256(cert)
+        known = self._by_sha256.get(fp)
+        if known is not None:
+            return known
+        ident = CertIdentity.from_certificate(cert, self._name(cert, fp))
+        self._by_sha256[fp] = ident
+        self._by_spki.setdefault(ident.spki_sha256, []).append(ident)
+        self._by_subject.setdefault(ident.subject, []).append(ident)
+        return ident
+
+    def _name(self, cert: x509.Certificate, fp: str) -> str:
+        if self.catalog is not None:
+            entry, match = self.catalog.identify(fp, spki_sha256(cert))
+            if entry is not None:
+                return entry.name if match.value == "certificate" else f"{entry.name} (same key, other issuer)"
+        return _cn(cert)
+
+    def get(self, sha256: str) -> CertIdentity | None:
+        """The identity of a known certificate, by DER SHA-256."""
+        return self._by_sha256.get(sha256)
+
+    def require(self, sha256: str) -> CertIdentity:
+        """Like :meth:`get`, but a certificate nobody knows becomes an opaque identity (pins can still miss it)."""
+        ident = self._by_sha256.get(sha256)
+        return ident if ident is not None else CertIdentity(sha256=sha256, sha1="", spki_sha256=f"unknown-key:{sha256}",
+                                                            name=sha256[:16])
+
+    def all(self) -> list[CertIdentity]:
+        """Every known identity."""
+        return list(self._by_sha256.values())
+
+    def same_key(self, ident: CertIdentity) -> list[CertIdentity]:
+        """Known certificates with ``ident``'s key, itself included."""
+        return list(self._by_spki.get(ident.spki_sha256, ()))
+
+    def twins(self, ident: CertIdentity) -> list[CertIdentity]:
+        """Known certificates with the same key but another issuer (self-signed <-> cross-signed copies)."""
+        return [t for t in self.same_key(ident) if t.sha256 != ident.sha256 and t.issuer != ident.issuer]
+
+    def under_two_issuers(self, ident: CertIdentity) -> bool:
+        """True when ``ident``'s key is known under at least two issuers."""
+        return len({t.issuer for t in self.same_key(ident)} | {ident.issuer}) >= 2
+
+    def issuers_of(self, ident: CertIdentity) -> list[CertIdentity]:
+        """Known certificates that signed ``ident`` (subject match and a verifying signature)."""
+        if ident.certificate is None:
+            return []
+        return [
+            cand for cand in self._by_subject.get(ident.issuer, ())
+            if cand.certificate is not None and cand.sha256 != ident.sha256
+            and is_signed_by(ident.certificate, cand.certificate)
+        ]
+
+    def upward(self, ident: CertIdentity, prefer: frozenset[str] = frozenset(), limit: int = 6) -> list[CertIdentity]:
+        """The known issuers above ``ident`` up to a self-signed root or a preferred anchor (``ident`` excluded)."""
+        chain: list[CertIdentity] = []
+        current = ident
+        seen = {ident.sha256}
+        while not current.self_signed and current.sha256 not in prefer and len(chain) < limit:
+            issuers = [i for i in self.issuers_of(current) if i.sha256 not in seen]
+            if not issuers:
+                break
+            issuers.sort(key=lambda i: (i.sha256 not in prefer, not i.self_signed, i.name))
+            current = issuers[0]
+            seen.add(current.sha256)
+            chain.append(current)
+        return chain
+
+    def catalog_entries(self, role: CatalogRole, status: CatalogStatus | None = None) -> list[CertIdentity]:
+        """Known identities of catalogue entries with ``role`` (and ``status``), in catalogue order."""
+        if self.catalog is None:
+            return []
+        return [
+            self._by_sha256[e.sha256] for e in self.catalog.entries
+            if e.role is role and (status is None or e.status is status) and e.sha256 in self._by_sha256
+        ]
+
+
+# --- scopes and matching ----------------------------------------------------------------------
+
+Chain = tuple[CertIdentity, ...]
+
+
+def scoped_certificates(scope: PinScope | str, served: Sequence[CertIdentity], path: Sequence[CertIdentity]) -> Chain:
+    """The certificates a pin is compared with under ``scope``.
+
+    Args:
+        scope: The profile's pin scope.
+        served: The chain as the server sent it.
+        path: The validated path, leaf first and anchor last (empty when the chain does not validate).
+
+    Returns:
+        ``any``: the whole path; ``served``: the served chain; ``leaf``: the path's
+        first certificate (the served first one if there is no path); ``root``: the
+        path's anchor (nothing when there is no path).
+    """
+    scope = PinScope(scope)
+    if scope is PinScope.ANY:
+        return tuple(path)
+    if scope is PinScope.SERVED:
+        return tuple(served)
+    if scope is PinScope.LEAF:
+        first = path[:1] or served[:1]
+        return tuple(first)
+    return tuple(path[-1:])
+
+
+def pin_matches_chain(pin: Pin, scope: PinScope | str, served: Sequence[CertIdentity],
+                      path: Sequence[CertIdentity]) -> list[CertIdentity]:
+    """The certificates in scope that ``pin`` matches (empty list: no match)."""
+    return [cert for cert in scoped_certificates(scope, served, path) if pin.matches(cert)]
+
+
+def pin_set_matches_chain(pins: Sequence[Pin], scope: PinScope | str, served: Sequence[CertIdentity],
+                          path: Sequence[CertIdentity]) -> bool:
+    """True when at least one pin of the set matches a certificate in scope (RFC 7469 section 2.6)."""
+    in_scope = scoped_certificates(scope, served, path)
+    return any(pin.matches(cert) for pin in pins for cert in in_scope)
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+def apply_scenario(
+    scenario: Scenario | str,
+    served: Sequence[CertIdentity],
+    path: Sequence[CertIdentity],
+    known: KnownCertificates,
+    *,
+    anchors: frozenset[str] = frozenset(),
+    counterpart: tuple[Sequence[CertIdentity], Sequence[CertIdentity]] | None = None,
+) -> tuple[Chain, Chain]:
+    """The (served chain, validated path) a device would meet after ``scenario``.
+
+    Rules, each modelled on what AWS has done or announced:
+
+    * ``leaf-rekey``: the leaf gets a new key and a new certificate; everything above is unchanged.
+    * ``intermediate-change``: the leaf's issuing CA (path position 1, when it is
+      not the anchor) is replaced by another catalogue intermediate of the same
+      issuer and key type (catalogue order, e.g. Amazon RSA 2048 M01 -> M02), or
+      by a hypothetical CA with a new key when the catalogue has none; the leaf is
+      re-issued by it (new certificate, same key).
+    * ``issuer-change``: the lowest certificate above the leaf whose key is known
+      under another issuer is swapped for that copy (self-signed Amazon Root CA 1
+      <-> the Starfield cross-signed one, the AWS seed's warning); the path then
+      continues through the copy's issuers (the preferred ``anchors`` first) and the
+      server sends the copy and its non-self-signed issuers.
+    * ``key-type-switch``: the ``counterpart`` chain of the other key type (e.g.
+      the run's ECDSA chain of the same endpoint); without one, a chain built from
+      the catalogue: a new leaf, the first catalogue intermediate under the first
+      in-use root of the other key type, that root.
+    * ``reserved-roots``: a new leaf and a hypothetical intermediate under the
+      catalogue's reserved root of the same key type (Amazon Root CA 2 for RSA,
+      4 for EC), which becomes the anchor.
+
+    Args:
+        scenario: The change.
+        served: Chain as served today.
+        path: Validated path today (leaf first, anchor last); may be empty.
+        known: Certificates to draw replacements from.
+        anchors: SHA-256 of the profile's trust anchors (preferred ends of a rebuilt path).
+        counterpart: For ``key-type-switch``: the other key type's (served, path).
+
+    Returns:
+        The transformed (served, path); unchanged when the scenario does not apply.
+    """
+    scenario = Scenario(scenario)
+    served, path = tuple(served), tuple(path)
+    base = path or served
+    if not base:
+        return served, path
+    leaf = base[0]
+    if scenario is Scenario.LEAF_REKEY:
+        new_leaf = CertIdentity.invented(f"re-keyed {leaf.name}", like=leaf)
+        return _substitute(served, {leaf.sha256: new_leaf}), _substitute(path, {leaf.sha256: new_leaf})
+    if scenario is Scenario.INTERMEDIATE_CHANGE:
+        return _intermediate_change(served, path, known)
+    if scenario is Scenario.ISSUER_CHANGE:
+        return _issuer_change(served, path, known, anchors)
+    if scenario is Scenario.KEY_TYPE_SWITCH:
+        if counterpart is not None:
+            return tuple(counterpart[0]), tuple(counterpart[1])
+        other = "ec" if leaf.key_type == "rsa" else "rsa"
+        return _catalog_chain(known, other, CatalogStatus.IN_USE, f"{other} chain")
+    return _catalog_chain(known, leaf.key_type or "rsa", CatalogStatus.RESERVED, "reserved-root chain",
+                          hypothetical_intermediate=True)
+
+
+def _substitute(chain: Chain, mapping: Mapping[str, CertIdentity]) -> Chain:
+    return tuple(mapping.get(cert.sha256, cert) for cert in chain)
+
+
+def _intermediate_change(served: Chain, path: Chain, known: KnownCertificates) -> tuple[Chain, Chain]:
+    base = path or served
+    if len(base) < 2 or (path and len(path) < 3):
+        return served, path  # no intermediate below the anchor to change
+    leaf, current = base[0], base[1]
+    siblings = [
+        cand for cand in known.catalog_entries(CatalogRole.INTERMEDIATE)
+        if cand.issuer == current.issuer and cand.key_type == current.key_type
+        and cand.spki_sha256 != current.spki_sha256
+    ]
+    replacement = siblings[0] if siblings else CertIdentity.invented(f"issuing CA replacing {current.name}",
+                                                                     like=current, issuer=current.issuer)
+    new_leaf = CertIdentity.invented(f"{leaf.name} issued by {replacement.name}", new_key=False, like=leaf,
+                                     issuer=replacement.subject)
+    mapping = {leaf.sha256: new_leaf, current.sha256: replacement}
+    return _substitute(served, mapping), _substitute(path, mapping)
+
+
+def _issuer_change(served: Chain, path: Chain, known: KnownCertificates, anchors: frozenset[str]) -> tuple[Chain, Chain]:
+    base = path or served
+    for index in range(1, len(base)):
+        cert = base[index]
+        twins = known.twins(cert)
+        if not twins:
+            continue
+        twins.sort(key=lambda t: (t.self_signed == cert.self_signed, t.sha256 not in anchors, t.name))
+        twin = twins[0]
+        above = known.upward(twin, prefer=anchors)
+        new_path = base[:index] + (twin,) + tuple(above) if path else ()
+        # Servers send the cross-signed copy and its non-self-signed issuers, never a self-signed
+        # root (RFC 8446 section 4.4.2: the root "MAY be omitted"; AWS omits it).
+        dropped = {x.sha256 for x in base[index + 1:]} | {cert.sha256}
+        sent = [] if twin.self_signed else [twin, *(a for a in above if not a.self_signed)]
+        kept = [s for s in served if s.sha256 not in dropped]
+        position = next((i for i, s in enumerate(served) if s.sha256 == cert.sha256), None)
+        if position is None:
+            new_served = kept + sent
+        else:
+            before = sum(1 for s in served[:position] if s.sha256 not in dropped)
+            new_served = kept[:before] + sent + kept[before:]
+        return tuple(new_served), new_path
+    return served, path
+
+
+def _catalog_chain(known: KnownCertificates, key: str, status: CatalogStatus, label: str,
+                   *, hypothetical_intermediate: bool = False) -> tuple[Chain, Chain]:
+    roots = [r for r in known.catalog_entries(CatalogRole.ROOT, status) if r.key_type == key]
+    if not roots:
+        roots = known.catalog_entries(CatalogRole.ROOT, status)
+    root = roots[0] if roots else CertIdentity.invented(f"root of the {label}", key_type_=key)
+    intermediates = [] if hypothetical_intermediate else [
+        i for i in known.catalog_entries(CatalogRole.INTERMEDIATE) if i.issuer == root.subject and root.subject
+    ]
+    intermediate = intermediates[0] if intermediates else CertIdentity.invented(
+        f"issuing CA under {root.name}", issuer=root.subject, key_type_=key)
+    leaf = CertIdentity.invented(f"leaf of the {label}", issuer=intermediate.subject, key_type_=key)
+    return (leaf, intermediate), (leaf, intermediate, root)
+
+
+# --- the fleet-wide frames ---------------------------------------------------------------------
+
+
+def _as_utc(as_of: datetime) -> datetime:
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware (UTC)")
+    return as_of.astimezone(timezone.utc)
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in (p.strip() for p in value.split(";")) if v]
+    try:
+        if pd.isna(value):
+            return []
+    except (TypeError, ValueError):
+        pass
+    return list(value)
+
+
+def _no_backup(pins: Sequence[Pin], known: KnownCertificates) -> bool:
+    keys = set()
+    for pin in pins:
+        if pin.kind is PinKind.SPKI_SHA256:
+            keys.add(pin.digest)
+            continue
+        hits = [i for i in known.all() if pin.matches(i)]
+        keys.add(hits[0].spki_sha256 if hits else f"{pin.kind.value}:{pin.digest}")
+    return len(keys) < 2
+
+
+def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
+              anchors: Mapping[str, Sequence[x509.Certificate]], *, as_of: datetime) -> pd.DataFrame:
+    """Per profile x pin x scenario: does the pin match today, and does it (or its set) break after the change.
+
+    Only chains the profile validates at ``as_of`` (``valid`` coverage rows)
+    count: a chain that does not validate fails before any pin is checked.
+    ``matches`` is true when the pin matches a certificate in the profile's
+    scope on at least one of those chains; ``breaks`` when, on a chain it
+    matched today, it matches nothing after the scenario; ``set_breaks`` when
+    some chain that the set matched today is matched by no pin of the set after
+    the scenario (the device would refuse AWS).  Breaks are reported even for an
+    expired pin set (``enforced`` False) so the owner sees what re-enabling it
+    would do; :func:`ranked_risks` does not count them as outages.
+
+    Args:
+        run: The run (:class:`iotaudit.store.Run`).
+        inventory: The inventory (:class:`iotaudit.inventory.Inventory`); its ``profiles``
+            frame gives ``profile_key``, ``devices``, ``groups``, ``pins``, ``pin_scope``, ``pin_expiry``.
+        coverage: :func:`iotaudit.coverage.coverage` output for the same run, inventory and ``as_of``.
+        anchors: ``Inventory.resolve`` output: profile_key -> trust anchors.
+        as_of: The time the verdicts hold for (tz-aware).
+
+    Returns:
+        A frame with the columns of :data:`PIN_RISK_COLUMNS`; profiles without pins have no rows.
+    """
+    as_of = _as_utc(as_of)
+    known = KnownCertificates.from_run(run, anchors)
+    observations = run.observations.set_index(c.OBSERVATION_ID, drop=False)
+    rows: list[dict[str, Any]] = []
+    for profile in inventory.profiles.to_dict("records"):
+        texts = _list(profile.get("pins"))
+        if not texts:
+            continue
+        key = str(profile["profile_key"])
+        devices = int(profile.get("devices", 0) or 0)
+        groups = [str(g) for g in _list(profile.get("groups"))]
+        scope_text = str(profile.get("pin_scope") or PinScope.ANY.value)
+        try:
+            scope = PinScope(scope_text)
+        except ValueError:
+            scope = PinScope.ANY
+        expiry = profile.get("pin_expiry")
+        expired = expiry is not None and not pd.isna(expiry) and pd.Timestamp(expiry) < pd.Timestamp(as_of)
+        parsed: list[tuple[str, Pin | None, str]] = []
+        for text in texts:
+            try:
+                parsed.append((text, parse_pin(text), ""))
+            except PinError as err:
+                parsed.append((text, None, err.reason))
+        pins = [p for _, p, _ in parsed if p is not None]
+        anchor_fps = frozenset(cert_sha256(a) for a in anchors.get(key, ()))
+        chains = _profile_chains(coverage, key, observations, known)
+        set_flags: list[str] = []
+        if len(pins) < 2 or _no_backup(pins, known):
+            set_flags.append(PinFlag.NO_BACKUP.value)
+        if expired:
+            set_flags.append(PinFlag.PIN_SET_EXPIRED.value)
+        if not chains:
+            set_flags.append(PinFlag.NO_VALID_CHAIN.value)
+        elif not expired and any(not pin_set_matches_chain(pins, scope, s, p) for _, s, p in chains):
+            set_flags.append(PinFlag.NO_MATCH_TODAY.value)
+        after: dict[Scenario, list[tuple[Chain, Chain]]] = {}
+        for scenario in Scenario:
+            after[scenario] = [
+                apply_scenario(scenario, s, p, known, anchors=anchor_fps,
+                               counterpart=_counterpart(run, coverage, key, obs, anchors.get(key, ()), profile, known, as_of)
+                               if scenario is Scenario.KEY_TYPE_SWITCH else None)
+                for obs, s, p in chains
+            ]
+        set_today = [pin_set_matches_chain(pins, scope, s, p) for _, s, p in chains]
+        for text, pin, reason in parsed:
+            flags = list(set_flags)
+            if pin is None:
+                flags.append(PinFlag.MALFORMED.value)
+            else:
+                targets = [i for i in known.all() if pin.matches(i)]
+                if not targets:
+                    flags.append(PinFlag.UNKNOWN_PIN.value)
+                if not pin.key_bound and any(known.under_two_issuers(t) for t in targets):
+                    flags.append(PinFlag.WHOLE_CERT_UNDER_TWO_ISSUERS.value)
+            today = [pin_matches_chain(pin, scope, s, p) if pin else [] for _, s, p in chains]
+            matched = {cert.sha256: cert.name for hits in today for cert in hits}
+            for scenario in Scenario:
+                new = after[scenario]
+                breaks = pin is not None and any(
+                    hits and not pin_matches_chain(pin, scope, ns, np) for hits, (ns, np) in zip(today, new, strict=True)
+                )
+                broken_chains = sum(
+                    1 for was, (ns, np) in zip(set_today, new, strict=True)
+                    if was and not pin_set_matches_chain(pins, scope, ns, np)
+                )
+                rows.append({
+                    PROFILE: key, DEVICES: devices, GROUPS: groups, PIN: text,
+                    PIN_KIND: pin.kind.value if pin else "", PIN_SCOPE: scope.value, SCENARIO: scenario.value,
+                    ENFORCED: not expired, MATCHES: bool(matched), MATCHED_SHA256: sorted(matched),
+                    MATCHED_NAME: [matched[k] for k in sorted(matched)], BREAKS: bool(breaks),
+                    SET_BREAKS: broken_chains > 0, CHAINS: len(chains), CHAINS_BROKEN: broken_chains,
+                    FLAGS: flags, REASON: reason,
+                })
+    return c.typed_frame(rows, PIN_RISK_COLUMNS)
+
+
+def _served_chain(observations: pd.DataFrame, observation_id: int, known: KnownCertificates) -> Chain:
+    if observation_id not in observations.index:
+        return ()
+    return tuple(known.require(fp) for fp in _list(observations.at[observation_id, c.CHAIN_SHA256]))
+
+
+def _profile_chains(coverage: pd.DataFrame, key: str, observations: pd.DataFrame,
+                    known: KnownCertificates) -> list[tuple[int, Chain, Chain]]:
+    """(observation_id, served, validated path) of every chain the profile validates today."""
+    if coverage is None or coverage.empty:
+        return []
+    mine = coverage[(coverage[PROFILE].astype(str) == key) & coverage["valid"].astype(bool)]
+    out = []
+    for row in mine.to_dict("records"):
+        obs = int(row[c.OBSERVATION_ID])
+        path = tuple(known.require(fp) for fp in _list(row.get("path_sha256")))
+        out.append((obs, _served_chain(observations, obs, known), path))
+    return out
+
+
+def _counterpart(run: Any, coverage: pd.DataFrame, key: str, observation_id: int,
+                 profile_anchors: Sequence[x509.Certificate], profile: Mapping[str, Any],
+                 known: KnownCertificates, as_of: datetime) -> tuple[Chain, Chain] | None:
+    """The other key type's chain from the same endpoint, with this profile's path through it."""
+    obs = run.observations
+    this = obs.loc[obs[c.OBSERVATION_ID] == observation_id]
+    if this.empty:
+        return None
+    row = this.iloc[0]
+    served_now = _list(row[c.CHAIN_SHA256])
+    if not served_now:
+        return None
+    leaf_now = known.get(served_now[0])
+    if leaf_now is None:
+        return None
+    same_endpoint = obs[(obs[c.HOST] == row[c.HOST]) & (obs[c.PORT] == row[c.PORT])
+                        & obs[c.STATUS].astype(str).isin(c.CHAIN_STATUSES)]
+    for other in same_endpoint.to_dict("records"):
+        chain = _list(other[c.CHAIN_SHA256])
+        first = known.get(chain[0]) if chain else None
+        if first is None or first.key_type == leaf_now.key_type:
+            continue
+        served = tuple(known.require(fp) for fp in chain)
+        covered = coverage[(coverage[PROFILE].astype(str) == key)
+                           & (coverage[c.OBSERVATION_ID] == other[c.OBSERVATION_ID])] if not coverage.empty else coverage
+        if not covered.empty:
+            hit = covered.iloc[0]
+            path = tuple(known.require(fp) for fp in _list(hit.get("path_sha256"))) if bool(hit["valid"]) else ()
+            return served, path
+        return served, _validate_path(served, profile_anchors, str(other[c.HOST]), profile, known, as_of)
+    return None
+
+
+def _validate_path(served: Chain, profile_anchors: Sequence[x509.Certificate], host: str,
+                   profile: Mapping[str, Any], known: KnownCertificates, as_of: datetime) -> Chain:
+    """Validate a chain the profile does not meet today (e.g. its TLS stack lacks that key type)."""
+    from .coverage import PathBuilder, validate_chain  # analysis core; imported late to keep this module light
+
+    certs = [s.certificate for s in served]
+    if not certs or any(cert is None for cert in certs):
+        return ()
+    try:
+        builder = PathBuilder(str(profile.get("path_builder") or PathBuilder.MODERN.value))
+    except ValueError:
+        builder = PathBuilder.MODERN
+    verdict = validate_chain(certs, list(profile_anchors), host=host, as_of=as_of, path_builder=builder)
+    if not verdict.valid:
+        return ()
+    return tuple(known.require(fp) for fp in verdict.path_sha256)
+
+
+_RISK_TEXT = {
+    Scenario.LEAF_REKEY.value: "no pin survives AWS re-keying the leaf certificate",
+    Scenario.INTERMEDIATE_CHANGE.value: "no pin survives AWS changing the issuing CA",
+    Scenario.ISSUER_CHANGE.value: "no pin survives the root key appearing under its other issuer (cross-sign)",
+    Scenario.KEY_TYPE_SWITCH.value: "no pin matches the other key type's chain",
+    Scenario.RESERVED_ROOTS.value: "no pin matches a chain to the reserved Amazon Root CA 2/4",
+    PinFlag.NO_MATCH_TODAY.value: "the pin set rejects a chain AWS serves today",
+    PinFlag.NO_BACKUP.value: "the pin set has no backup key",
+    PinFlag.WHOLE_CERT_UNDER_TWO_ISSUERS.value: "a whole-certificate pin on a key that exists under two issuers",
+    PinFlag.MALFORMED.value: "a pin cannot be parsed",
+    PinFlag.PIN_SET_EXPIRED.value: "the pin set expired: pinning is silently off",
+}
+
+
+def ranked_risks(pin_risks: pd.DataFrame) -> pd.DataFrame:
+    """One row per profile x risk, ranked by devices x :data:`SEVERITY`, ready for a report.
+
+    Risks: each scenario under which an *enforced* pin set breaks (``set_breaks``),
+    and each set- or pin-level flag in :data:`SEVERITY`.  Ties are broken by
+    severity, then profile name.
+
+    Args:
+        pin_risks: :func:`pin_risks` output.
+
+    Returns:
+        A frame with the columns of :data:`RANKED_RISK_COLUMNS`, rank 1 first.
+    """
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def note(row: Mapping[str, Any], risk: str, pins: Iterable[str]) -> None:
+        entry = found.setdefault((str(row[PROFILE]), risk), {
+            PROFILE: str(row[PROFILE]), DEVICES: int(row[DEVICES]), GROUPS: list(_list(row.get(GROUPS))),
+            RISK: risk, SEVERITY_COL: SEVERITY[risk], PINS: [],
+        })
+        for pin in pins:
+            if pin not in entry[PINS]:
+                entry[PINS].append(pin)
+
+    for row in pin_risks.to_dict("records"):
+        flags = _list(row[FLAGS])
+        if row[SET_BREAKS] and row[ENFORCED]:
+            note(row, str(row[SCENARIO]), [row[PIN]])
+        for flag in flags:
+            if flag in SEVERITY:
+                pin_level = flag in {PinFlag.WHOLE_CERT_UNDER_TWO_ISSUERS.value, PinFlag.MALFORMED.value}
+                note(row, flag, [row[PIN]] if pin_level else [])
+    rows = []
+    for entry in found.values():
+        entry[SCORE] = entry[DEVICES] * entry[SEVERITY_COL]
+        pins = ", ".join(entry[PINS])
+        entry[DETAIL] = f"{entry[PROFILE]} ({entry[DEVICES]} devices): {_RISK_TEXT[entry[RISK]]}" + (
+            f" [{pins}]" if pins else "")
+        rows.append(entry)
+    rows.sort(key=lambda r: (-r[SCORE], -r[SEVERITY_COL], r[PROFILE], r[RISK]))
+    for rank, entry in enumerate(rows, start=1):
+        entry[RANK] = rank
+    return c.typed_frame(rows, RANKED_RISK_COLUMNS)
