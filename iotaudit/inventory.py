@@ -1,0 +1,542 @@
+"""Device inventories: devices -> distinct firmware profiles -> trust stores.
+
+An inventory is a CSV, Parquet or JSON table with one row per device and the
+columns of :data:`INVENTORY_COLUMNS` (the public contract, documented with an
+example in ``data/sample_inventory.md``)::
+
+    device_id   unique id of the device (thing name)
+    group       fleet / thing group ("" allowed)
+    profile     firmware or profile name, as the fleet owner writes it
+    region      AWS region the device connects to, or "*" for any
+    endpoints   ";"-separated host names (or host:port) it connects to, or "*" = every endpoint of its region
+    trust_store ";"-separated catalogue names (AmazonRootCA1;AmazonRootCA3) or a PEM bundle path
+                relative to the inventory file
+    key_types   ";"-separated key types its TLS stack offers: rsa, ecdsa (ec is accepted for ecdsa)
+    path_builder  modern (default when empty) or legacy-chain-top       [optional column]
+    pins        ";"-separated pins: sha256/<base64>, spki-sha256:<hex>,
+                cert-sha256:<hex>, cert-sha1:<hex> ("" = no pinning)    [optional column]
+    pin_scope   any (default), served, leaf or root                     [optional column]
+    pin_expiry  date after which the app stops enforcing its pins (ISO 8601; "" = never) [optional column]
+
+Every check runs once per *distinct value* of a column, never once per
+device, and devices are grouped into distinct profiles with integer codes, so
+loading 10M devices costs a few pandas passes.  Bad rows are reported with
+their row number (CSV: the line in the file, header = line 1; Parquet and
+JSON: the 1-based record number), column and reason: by default loading stops
+with :class:`iotaudit.errors.InventoryError`; with ``skip_bad_rows=True`` the
+bad rows are left out, counted in ``bad_rows`` and listed in ``problems``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from cryptography import x509
+
+from . import columns as c
+from .errors import CatalogError, InventoryError, PemError
+
+# --- inventory columns (public contract; candidates for iotaudit.columns) ----
+DEVICE_ID = "device_id"
+GROUP = "group"
+PROFILE = "profile"
+REGION = c.REGION
+ENDPOINTS = "endpoints"
+TRUST_STORE = "trust_store"
+KEY_TYPES = "key_types"
+PATH_BUILDER = "path_builder"
+PINS = "pins"
+PIN_SCOPE = "pin_scope"
+PIN_EXPIRY = "pin_expiry"
+PROFILE_KEY = "profile_key"
+DEVICES = "devices"
+GROUPS = "groups"
+FIRST_ROW = "first_row"  # row number (as in the source) of the profile's first device
+
+REQUIRED_COLUMNS = (DEVICE_ID, GROUP, PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES)
+OPTIONAL_COLUMNS = {PATH_BUILDER: "modern", PINS: "", PIN_SCOPE: "any", PIN_EXPIRY: ""}
+INVENTORY_COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+
+ALL = "*"
+PIN_SCOPES = ("any", "served", "leaf", "root")
+PATH_BUILDERS = ("modern", "legacy-chain-top")
+_KEY_TYPE_ALIASES = {"rsa": c.KeyType.RSA.value, "ecdsa": c.KeyType.EC.value, "ec": c.KeyType.EC.value}
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_HOST = re.compile(r"^[A-Za-z0-9*]([A-Za-z0-9*.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
+_CATALOG_NAME = re.compile(r"^[A-Za-z0-9._+-]+$")
+_PEM_SUFFIXES = (".pem", ".crt", ".cer", ".bundle")
+# Pin syntaxes (see iotaudit.pinning): SPKI SHA-256 base64 as OkHttp, Android
+# network-security-config and TrustKit write it; SPKI SHA-256 hex; whole-certificate hashes.
+_PIN_PATTERNS = {
+    "sha256/": re.compile(r"^sha256/[A-Za-z0-9+/]{43}=$"),
+    "spki-sha256:": re.compile(r"^spki-sha256:[0-9A-Fa-f]{64}$"),
+    "cert-sha256:": re.compile(r"^cert-sha256:[0-9A-Fa-f]{64}$"),
+    "cert-sha1:": re.compile(r"^cert-sha1:[0-9A-Fa-f]{40}$"),
+}
+
+PROFILE_DTYPES: dict[str, Any] = {
+    PROFILE_KEY: "string",
+    PROFILE: "string",
+    DEVICES: "int64",
+    GROUPS: "object",
+    REGION: "string",
+    ENDPOINTS: "object",
+    TRUST_STORE: "string",
+    KEY_TYPES: "object",
+    PATH_BUILDER: "string",
+    PINS: "object",
+    PIN_SCOPE: "string",
+    PIN_EXPIRY: c.TIME,
+    FIRST_ROW: "int64",
+}
+
+Problem = tuple[int | None, str | None, str]
+
+
+def pin_syntax_problem(pin: str) -> str:
+    """"" if ``pin`` is written in one of the four pin syntaxes, else what is wrong with it."""
+    for prefix, pattern in _PIN_PATTERNS.items():
+        if pin.lower().startswith(prefix) if prefix != "sha256/" else pin.startswith(prefix):
+            if not pattern.match(pin):
+                if prefix == "sha256/":
+                    return f"pin {pin!r}: sha256/ must be followed by the base64 of 32 bytes (44 characters ending in '=')"
+                digits = 40 if prefix == "cert-sha1:" else 64
+                return f"pin {pin!r}: {prefix} must be followed by {digits} hex digits"
+            if prefix == "sha256/":
+                try:
+                    if len(base64.b64decode(pin[7:], validate=True)) != 32:
+                        return f"pin {pin!r}: base64 does not decode to 32 bytes"
+                except binascii.Error:
+                    return f"pin {pin!r}: not valid base64"
+            return ""
+    return f"pin {pin!r}: unknown pin syntax (use sha256/<base64>, spki-sha256:<hex>, cert-sha256:<hex> or cert-sha1:<hex>)"
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(";") if part.strip()]
+
+
+def is_pem_path(spec: str) -> bool:
+    """True when a ``trust_store`` value names a PEM bundle file rather than catalogue names."""
+    return "/" in spec or "\\" in spec or spec.lower().endswith(_PEM_SUFFIXES)
+
+
+# Each normaliser maps one distinct raw value to (normalised value, problem or "").
+def _norm_required(column: str) -> Callable[[str], tuple[str, str]]:
+    def norm(value: str) -> tuple[str, str]:
+        value = value.strip()
+        return (value, "") if value else ("", f"{column} is empty")
+    return norm
+
+
+def _norm_group(value: str) -> tuple[str, str]:
+    return value.strip(), ""
+
+
+def _norm_region(value: str) -> tuple[str, str]:
+    value = value.strip().lower()
+    if not value:
+        return "", "region is empty (write a region such as us-east-1, or * for any)"
+    if value != ALL and not _REGION.match(value):
+        return "", f"region {value!r} is not a region name"
+    return value, ""
+
+
+def _norm_endpoints(value: str) -> tuple[str, str]:
+    parts = _split(value)
+    if not parts:
+        return "", "endpoints is empty (write host names separated by ';', or * for every endpoint of the region)"
+    if ALL in parts:
+        if len(parts) > 1:
+            return "", "endpoints mixes * with host names"
+        return ALL, ""
+    bad = [p for p in parts if not _HOST.match(p)]
+    if bad:
+        return "", f"endpoints: {bad[0]!r} is not a host name or host:port"
+    return ";".join(sorted(dict.fromkeys(p.lower() for p in parts))), ""
+
+
+def _norm_key_types(value: str) -> tuple[str, str]:
+    parts = [p.lower() for p in _split(value)]
+    if not parts:
+        return "", "key_types is empty (write rsa, ecdsa or rsa;ecdsa)"
+    bad = [p for p in parts if p not in _KEY_TYPE_ALIASES]
+    if bad:
+        return "", f"key_types: unknown key type {bad[0]!r} (use rsa and/or ecdsa)"
+    kinds = {_KEY_TYPE_ALIASES[p] for p in parts}
+    return ";".join(k for k in (c.KeyType.RSA.value, c.KeyType.EC.value) if k in kinds), ""
+
+
+def _norm_path_builder(value: str) -> tuple[str, str]:
+    value = value.strip().lower() or OPTIONAL_COLUMNS[PATH_BUILDER]
+    if value not in PATH_BUILDERS:
+        return "", f"path_builder {value!r} is not one of {', '.join(PATH_BUILDERS)}"
+    return value, ""
+
+
+def _norm_pins(value: str) -> tuple[str, str]:
+    parts = list(dict.fromkeys(_split(value)))
+    for pin in parts:
+        problem = pin_syntax_problem(pin)
+        if problem:
+            return "", problem
+    return ";".join(parts), ""
+
+
+def _norm_pin_scope(value: str) -> tuple[str, str]:
+    value = value.strip().lower() or OPTIONAL_COLUMNS[PIN_SCOPE]
+    if value not in PIN_SCOPES:
+        return "", f"pin_scope {value!r} is not one of {', '.join(PIN_SCOPES)}"
+    return value, ""
+
+
+def _norm_pin_expiry(value: str) -> tuple[str, str]:
+    value = value.strip()
+    if not value:
+        return "", ""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as err:
+        return "", f"pin_expiry {value!r} is not a date (use YYYY-MM-DD or ISO 8601): {err}"
+    if stamp is pd.NaT:
+        return "", f"pin_expiry {value!r} is not a date (use YYYY-MM-DD or ISO 8601)"
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.isoformat(), ""
+
+
+def _norm_trust_store(base_dir: Path) -> Callable[[str], tuple[str, str]]:
+    def norm(value: str) -> tuple[str, str]:
+        value = value.strip()
+        if not value:
+            return "", "trust_store is empty (write catalogue names such as AmazonRootCA1;AmazonRootCA3, or a PEM file)"
+        if is_pem_path(value):
+            try:
+                from .certs import load_pem_file
+
+                load_pem_file(base_dir / value)
+            except PemError as err:
+                return "", f"trust_store PEM bundle {value!r} is unusable: {err}"
+            return value, ""
+        names = list(dict.fromkeys(_split(value)))
+        bad = [n for n in names if not _CATALOG_NAME.match(n)]
+        if bad:
+            return "", f"trust_store: {bad[0]!r} is neither a catalogue name nor a PEM file path"
+        return ";".join(names), ""
+    return norm
+
+
+def _as_text(value: Any) -> str:
+    """One cell as text: lists (JSON arrays, Parquet list columns) joined with ';', missing as ''."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ";".join(_as_text(v) for v in value)
+    if isinstance(value, float) and np.isnan(value):
+        return ""
+    if value is pd.NaT or value is pd.NA:
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """A loaded device inventory: the devices, and the distinct profiles they fall into.
+
+    Attributes:
+        devices: One row per device: the inventory columns (normalised, as
+            categoricals; list values ";"-joined) plus ``profile_key``.
+        profiles: One row per distinct profile (:data:`PROFILE_DTYPES`):
+            ``profile_key`` (unique; the profile name, with ``~2``, ``~3`` ...
+            for further variants of the same name), ``profile``, ``devices``,
+            ``groups``, ``region``, ``endpoints`` (``["*"]`` = all in region),
+            ``trust_store``, ``key_types`` (``rsa``/``ec``), ``path_builder``,
+            ``pins``, ``pin_scope``, ``pin_expiry``, ``first_row``.
+        source: The inventory file.
+        bad_rows: Rows left out because they had problems (``skip_bad_rows``).
+        problems: (row, column, reason) for every problem found.
+    """
+
+    devices: pd.DataFrame
+    profiles: pd.DataFrame
+    source: Path
+    bad_rows: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", Path(self.source))
+        missing = [col for col in (*INVENTORY_COLUMNS, PROFILE_KEY) if col not in self.devices.columns]
+        missing += [col for col in PROFILE_DTYPES if col not in self.profiles.columns]
+        if missing:
+            raise InventoryError(self.source, [(None, col, "column missing from the loaded inventory") for col in missing])
+        if self.bad_rows < 0:
+            raise InventoryError(self.source, [(None, None, "bad_rows cannot be negative")])
+        if not self.profiles[PROFILE_KEY].is_unique:
+            raise InventoryError(self.source, [(None, PROFILE_KEY, "profile keys must be unique")])
+
+    @property
+    def device_count(self) -> int:
+        """Number of devices loaded (bad rows excluded)."""
+        return len(self.devices)
+
+    def resolve(self, catalog: Catalog, base_dir: str | Path | None = None) -> dict[str, list[x509.Certificate]]:
+        """Each profile's trust anchors as certificates.
+
+        Args:
+            catalog: The catalogue to resolve names against: the *run's*
+                (``run.catalog_object()``), so lab runs resolve to lab roots.
+            base_dir: Directory PEM bundle paths are relative to; default the
+                inventory file's directory.
+
+        Returns:
+            ``profile_key`` -> the certificates of its store, in the order written.
+
+        Raises:
+            InventoryError: listing every unknown catalogue name (with the row
+                of the profile's first device and the profile) and every
+                unreadable PEM bundle.
+        """
+        from .certs import load_pem_file
+
+        base = Path(base_dir) if base_dir is not None else self.source.parent
+        cache: dict[str, list[x509.Certificate] | str] = {}
+        problems: list[Problem] = []
+        out: dict[str, list[x509.Certificate]] = {}
+        for key, spec, row in zip(self.profiles[PROFILE_KEY], self.profiles[TRUST_STORE], self.profiles[FIRST_ROW], strict=True):
+            if spec not in cache:
+                if is_pem_path(spec):
+                    try:
+                        cache[spec] = load_pem_file(base / spec)
+                    except PemError as err:
+                        cache[spec] = f"PEM bundle {spec!r} is unusable: {err}"
+                else:
+                    unknown = []
+                    certs = []
+                    for name in _split(spec):
+                        try:
+                            certs.append(catalog.entry(name).certificate)
+                        except CatalogError:
+                            unknown.append(name)
+                    cache[spec] = certs if not unknown else (
+                        f"unknown catalogue name(s) {', '.join(map(repr, unknown))} "
+                        f"(the {catalog.kind} catalogue knows {', '.join(catalog.names)})"
+                    )
+            value = cache[spec]
+            if isinstance(value, str):
+                problems.append((int(row), TRUST_STORE, f"profile {key!r}: {value}"))
+            else:
+                out[str(key)] = list(value)
+        if problems:
+            raise InventoryError(self.source, problems)
+        return out
+
+
+from .catalog import Catalog  # noqa: E402  (after Inventory: catalog does not import us; keeps the type visible)
+
+
+def _read(path: Path) -> tuple[pd.DataFrame, int]:
+    """Read the raw table; returns it and the row number of its first record."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+            frame.columns = [str(col).strip() for col in frame.columns]
+            return frame, 2
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path), 1
+        if suffix == ".json":
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(doc, dict):
+                doc = doc.get("devices")
+            if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
+                raise InventoryError(path, [(None, None, "JSON inventory must be a list of device objects, or {\"devices\": [...]}")])
+            return pd.DataFrame.from_records(doc), 1
+    except InventoryError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise InventoryError(path, [(None, None, f"cannot read inventory ({err})")]) from err
+    raise InventoryError(path, [(None, None, f"unknown inventory format {suffix!r} (use .csv, .parquet or .json)")])
+
+
+def _factorize(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer codes per row and the distinct values as text (lists joined with ';')."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy()
+        cats = [_as_text(v) for v in series.cat.categories]
+        if (codes < 0).any():
+            codes = np.where(codes < 0, len(cats), codes)
+            cats.append("")
+        return codes.astype(np.int64), cats
+    if series.dtype == object and len(series) and any(isinstance(v, (list, tuple, np.ndarray)) for v in series.iloc[:1000]):
+        series = series.map(_as_text)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    cats = [_as_text(v) for v in uniques]
+    if (codes < 0).any():
+        codes = np.where(codes < 0, len(cats), codes)
+        cats.append("")
+    return codes.astype(np.int64), cats
+
+
+def _combine(code_arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """One dense group id per distinct tuple of codes (order of first appearance)."""
+    ids = np.zeros(len(code_arrays[0]), dtype=np.int64)
+    for codes in code_arrays:
+        width = int(codes.max()) + 1 if len(codes) else 1
+        ids, _ = pd.factorize(ids * width + codes)
+        ids = ids.astype(np.int64)
+    return ids
+
+
+def inventory_from_frame(
+    raw: pd.DataFrame, *, source: str | Path = "<memory>", base_dir: str | Path | None = None,
+    skip_bad_rows: bool = False, first_row: int = 1,
+) -> Inventory:
+    """Build an :class:`Inventory` from a raw device table (what :func:`load_inventory` reads).
+
+    Args:
+        raw: One row per device with the inventory columns.
+        source: Where the table came from (for messages and relative PEM paths).
+        base_dir: Directory PEM bundle paths are relative to; default ``source``'s directory.
+        skip_bad_rows: Leave bad rows out (counted and listed) instead of raising.
+        first_row: Row number of the first record in ``source`` (2 for CSV: header is line 1).
+
+    Raises:
+        InventoryError: for missing columns (always), and for bad rows unless ``skip_bad_rows``.
+    """
+    source = Path(source)
+    base = Path(base_dir) if base_dir is not None else source.parent
+    missing = [col for col in REQUIRED_COLUMNS if col not in raw.columns]
+    if missing:
+        raise InventoryError(source, [
+            (None, col, f"required column missing (an inventory has {', '.join(REQUIRED_COLUMNS)})") for col in missing
+        ])
+    n = len(raw)
+    normalisers: dict[str, Callable[[str], tuple[str, str]]] = {
+        GROUP: _norm_group, PROFILE: _norm_required(PROFILE), REGION: _norm_region, ENDPOINTS: _norm_endpoints,
+        TRUST_STORE: _norm_trust_store(base), KEY_TYPES: _norm_key_types, PATH_BUILDER: _norm_path_builder,
+        PINS: _norm_pins, PIN_SCOPE: _norm_pin_scope, PIN_EXPIRY: _norm_pin_expiry,
+    }
+    problems: list[Problem] = []
+    bad = np.zeros(n, dtype=bool)
+    norm_codes: dict[str, np.ndarray] = {}
+    norm_cats: dict[str, list[str]] = {}
+    for column, normalise in normalisers.items():
+        if column in raw.columns:
+            codes, values = _factorize(raw[column])
+        else:
+            codes, values = np.zeros(n, dtype=np.int64), [OPTIONAL_COLUMNS[column]]
+        results = [normalise(v) for v in values]
+        bad_values = [i for i, (_, why) in enumerate(results) if why]
+        if bad_values:
+            hit = np.isin(codes, bad_values)
+            bad |= hit
+            for row in np.flatnonzero(hit):
+                problems.append((int(row) + first_row, column, results[codes[row]][1]))
+        # Map raw distinct values onto distinct normalised values.
+        remap, cats = pd.factorize(pd.Series([norm for norm, _ in results], dtype=object))
+        norm_codes[column] = remap[codes].astype(np.int64) if len(codes) else codes
+        norm_cats[column] = [str(v) for v in cats]
+
+    ids = raw[DEVICE_ID]
+    if isinstance(ids.dtype, pd.CategoricalDtype) or ids.dtype == object:
+        ids = ids.map(_as_text) if ids.dtype == object else ids.astype(str)
+    ids = ids.astype("string")
+    empty = (ids.isna() | (ids.str.strip().str.len() == 0)).to_numpy(dtype=bool)
+    for row in np.flatnonzero(empty):
+        problems.append((int(row) + first_row, DEVICE_ID, "device_id is empty"))
+    bad |= empty
+    dup = ids.duplicated(keep="first").to_numpy(dtype=bool) & ~empty
+    if dup.any():
+        dup_values = set(ids[dup])
+        first_seen = {}
+        for row, value in zip(np.flatnonzero(ids.isin(dup_values).to_numpy(dtype=bool)), ids[ids.isin(dup_values)], strict=True):
+            first_seen.setdefault(value, int(row) + first_row)
+        for row in np.flatnonzero(dup):
+            value = ids.iloc[row]
+            problems.append((int(row) + first_row, DEVICE_ID, f"duplicate device_id {value!r} (first on row {first_seen[value]})"))
+        bad |= dup
+
+    problems.sort(key=lambda p: (p[0] if p[0] is not None else -1, p[1] or ""))
+    if problems and not skip_bad_rows:
+        raise InventoryError(source, problems)
+
+    keep = ~bad
+    rows = np.flatnonzero(keep)
+    for column in norm_codes:
+        norm_codes[column] = norm_codes[column][rows]
+    identity = (PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES, PATH_BUILDER, PINS, PIN_SCOPE, PIN_EXPIRY)
+    if len(rows):
+        gid = _combine([norm_codes[col] for col in identity])
+        n_profiles = int(gid.max()) + 1
+    else:
+        gid = np.zeros(0, dtype=np.int64)
+        n_profiles = 0
+    counts = np.bincount(gid, minlength=n_profiles)
+    first_index = np.full(n_profiles, len(rows), dtype=np.int64)
+    np.minimum.at(first_index, gid, np.arange(len(rows), dtype=np.int64))  # ids are in order of first appearance
+    group_pairs = np.unique(gid * (len(norm_cats[GROUP]) + 1) + norm_codes[GROUP]) if len(rows) else np.zeros(0, np.int64)
+    groups_of: list[list[str]] = [[] for _ in range(n_profiles)]
+    for pair in group_pairs:
+        groups_of[int(pair) // (len(norm_cats[GROUP]) + 1)].append(norm_cats[GROUP][int(pair) % (len(norm_cats[GROUP]) + 1)])
+
+    keys: list[str] = []
+    variants: dict[str, int] = {}
+    records = []
+    for p in range(n_profiles):
+        i = first_index[p]
+        value = {col: norm_cats[col][norm_codes[col][i]] for col in identity}
+        name = value[PROFILE]
+        variants[name] = variants.get(name, 0) + 1
+        key = name if variants[name] == 1 else f"{name}~{variants[name]}"
+        keys.append(key)
+        records.append({
+            PROFILE_KEY: key, PROFILE: name, DEVICES: int(counts[p]), GROUPS: sorted(groups_of[p]),
+            REGION: value[REGION], ENDPOINTS: _split(value[ENDPOINTS]), TRUST_STORE: value[TRUST_STORE],
+            KEY_TYPES: _split(value[KEY_TYPES]), PATH_BUILDER: value[PATH_BUILDER], PINS: _split(value[PINS]),
+            PIN_SCOPE: value[PIN_SCOPE], PIN_EXPIRY: pd.Timestamp(value[PIN_EXPIRY]) if value[PIN_EXPIRY] else pd.NaT,
+            FIRST_ROW: int(rows[i]) + first_row,
+        })
+    profiles = c.typed_frame(records, PROFILE_DTYPES) if records else c.typed_frame([], PROFILE_DTYPES)
+
+    devices = pd.DataFrame({DEVICE_ID: ids.iloc[rows].reset_index(drop=True)})
+    for column in (GROUP, PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES, PATH_BUILDER, PINS, PIN_SCOPE):
+        # Distinct normalised values are unique by construction (pd.factorize), so codes map straight on.
+        devices[column] = pd.Categorical.from_codes(norm_codes[column], categories=pd.Index(norm_cats[column], dtype=object))
+    expiry_values = pd.to_datetime(pd.Series([v or None for v in norm_cats[PIN_EXPIRY]], dtype=object), utc=True).astype(c.TIME)
+    devices[PIN_EXPIRY] = expiry_values.to_numpy()[norm_codes[PIN_EXPIRY]] if len(rows) else pd.Series([], dtype=c.TIME)
+    devices[PIN_EXPIRY] = devices[PIN_EXPIRY].astype(c.TIME)
+    devices[PROFILE_KEY] = pd.Categorical.from_codes(gid, categories=keys) if n_profiles else pd.Categorical([])
+    return Inventory(devices=devices, profiles=profiles, source=source, bad_rows=int(bad.sum()), problems=problems)
+
+
+def load_inventory(path: str | Path, *, skip_bad_rows: bool = False) -> Inventory:
+    """Load a device inventory from CSV, Parquet or JSON and group it into distinct profiles.
+
+    Args:
+        path: ``.csv`` (header line, ``;`` inside list cells), ``.parquet``/``.pq``
+            or ``.json`` (a list of device objects, or ``{"devices": [...]}``;
+            list values may be JSON arrays).
+        skip_bad_rows: Leave bad rows out (counted in ``bad_rows`` and listed
+            in ``problems``) instead of stopping.
+
+    Returns:
+        The :class:`Inventory`.
+
+    Raises:
+        InventoryError: when the file cannot be read, lacks a required column
+            (always fatal), or has bad rows (unless ``skip_bad_rows``); the
+            message lists every problem with its row number and column.
+    """
+    path = Path(path)
+    raw, first_row = _read(path)
+    return inventory_from_frame(raw, source=path, skip_bad_rows=skip_bad_rows, first_row=first_row)
