@@ -634,28 +634,125 @@ def _served(endpoint: _Endpoint) -> dict[str, list[str]]:
 # Servers: one asyncio loop in a background thread
 # --------------------------------------------------------------------------
 
+class _Connection(asyncio.Protocol):
+    """One accepted connection of a lab endpoint.
+
+    TLS is driven here with :class:`ssl.SSLObject` over memory BIOs rather than
+    asyncio's built-in ``ssl=`` support, because asyncio closes the socket on a
+    failed handshake without flushing the alert OpenSSL wrote (CPython
+    ``sslproto._fatal_error``); a real server sends it, e.g. handshake_failure
+    (RFC 5246 section 7.2.2) or certificate_required (RFC 8446 section 6.2), and
+    collectors classify probes by it.
+    """
+
+    def __init__(self, owner: _Servers, behaviour: str, context: ssl.SSLContext | None) -> None:
+        self.owner = owner
+        self.behaviour = behaviour  # "tls", "silent", "garbage", "slow-drip"
+        self.context = context
+        self.transport: asyncio.Transport | None = None
+        self.tls: ssl.SSLObject | None = None
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.handshaken = False
+        self.dripped = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.owner.connections.add(self)
+        loop = self.owner.loop
+        bound = HANDSHAKE_TIMEOUT_SECONDS if self.behaviour == "tls" else HOLD_SECONDS
+        self.timer = loop.call_later(bound, self.abort)
+        if self.behaviour == "tls":
+            assert self.context is not None
+            self.tls = self.context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        elif self.behaviour == "slow-drip":
+            self._drip()
+
+    def data_received(self, data: bytes) -> None:
+        if self.behaviour == "garbage":
+            if self.dripped == 0 and self.transport is not None:
+                self.dripped = 1
+                self.transport.write(GARBAGE)  # then keep the socket open until the client leaves
+            return
+        if self.behaviour != "tls" or self.tls is None:
+            return  # silent and slow-drip ignore what the client says
+        self.incoming.write(data)
+        try:
+            if not self.handshaken:
+                self.tls.do_handshake()
+                self.handshaken = True
+                self._rearm(HOLD_SECONDS)
+            while self.tls.read(65536):  # application data after the handshake: ignored
+                pass
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            self._flush()
+        except ssl.SSLZeroReturnError:  # the client's close_notify
+            self._flush()
+            self.close()
+        except (ssl.SSLError, OSError, ValueError):
+            self._flush()  # the alert OpenSSL wrote goes out before the close
+            self.close()
+        else:
+            self._flush()
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.owner.connections.discard(self)
+
+    # -- helpers ------------------------------------------------------------
+    def _flush(self) -> None:
+        pending = self.outgoing.read()
+        if pending and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(pending)
+
+    def _rearm(self, seconds: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.owner.loop.call_later(seconds, self.abort)
+
+    def _drip(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(DRIP[self.dripped:self.dripped + 1] if self.dripped < len(DRIP) else b"\x00")
+        self.dripped += 1
+        self.owner.loop.call_later(DRIP_INTERVAL_SECONDS, self._drip)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()  # flushes what was written, then closes
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
 class _Servers:
     """Every lab listener on one asyncio loop in a daemon thread.
 
-    asyncio's TLS handshakes are non-blocking, so a silent or slow client
-    costs a socket, never a thread; ``ssl_handshake_timeout`` bounds it.
+    Non-blocking sockets: a silent or slow client costs a socket, never a
+    thread, and every connection is bounded by a timer.
     """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(self._quiet)
-        self._thread = threading.Thread(target=self.loop.run_forever, name="iotaudit-lab", daemon=True)
+        self.connections: set[_Connection] = set()
         self._servers: list[asyncio.AbstractServer] = []
-        self._tasks: set[asyncio.Task[None]] = set()
         self._blocked: list[socket.socket] = []
+        self._thread = threading.Thread(target=self.loop.run_forever, name="iotaudit-lab", daemon=True)
         self._thread.start()
 
     @staticmethod
     def _quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        # Clients that abort handshakes (probes restricted to one key type, the
-        # mTLS refusal, timeouts) are the lab's daily business, not errors.
-        exc = context.get("exception")
-        if isinstance(exc, (OSError, ssl.SSLError, asyncio.CancelledError, TimeoutError)):
+        # Clients resetting connections are the lab's daily business, not errors.
+        if isinstance(context.get("exception"), OSError):
             return
         loop.default_exception_handler(context)
 
@@ -671,79 +768,19 @@ class _Servers:
             sock.bind((LOOPBACK, 0))
             self._blocked.append(sock)
             return int(sock.getsockname()[1])
-        handler = {"silent": self._silent, "garbage": self._garbage, "slow-drip": self._drip}.get(
-            endpoint.hostile, self._hold
-        )
-        server = self.run(self._start_server(handler, context))
+        behaviour = endpoint.hostile or "tls"
+        server = self.run(self.loop.create_server(
+            lambda: _Connection(self, behaviour, context), LOOPBACK, 0, backlog=1024))
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
-
-    async def _start_server(self, handler: Any, context: ssl.SSLContext | None) -> asyncio.AbstractServer:
-        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._tasks.add(task)
-            try:
-                await handler(reader, writer)
-            except (OSError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                self._tasks.discard(task)
-                writer.transport.abort()
-
-        kwargs: dict[str, Any] = {"backlog": 1024}
-        if context is not None:
-            kwargs.update(ssl=context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS)
-        return await asyncio.start_server(tracked, LOOPBACK, 0, **kwargs)
-
-    @staticmethod
-    async def _until_eof(reader: asyncio.StreamReader) -> None:
-        while await reader.read(65536):
-            pass
-
-    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """After a completed handshake (or on a silent endpoint): wait for the client to close."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._until_eof(reader), HOLD_SECONDS)
-
-    _silent = _hold  # accepts TCP, never answers
-
-    async def _garbage(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Answers the first bytes (the ClientHello) with non-TLS text, then keeps the socket open."""
-        if await asyncio.wait_for(reader.read(65536), HOLD_SECONDS):
-            writer.write(GARBAGE)
-            await writer.drain()
-        await self._hold(reader, writer)
-
-    async def _drip(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Sends one byte of a never-ending TLS record every 0.5 s until the client leaves."""
-        eof = asyncio.ensure_future(self._until_eof(reader))
-        try:
-            deadline = self.loop.time() + HOLD_SECONDS
-            sent = 0
-            while not eof.done() and not writer.is_closing() and self.loop.time() < deadline:
-                writer.write(DRIP[sent:sent + 1] if sent < len(DRIP) else b"\x00")
-                sent += 1
-                await writer.drain()
-                await asyncio.wait({eof}, timeout=DRIP_INTERVAL_SECONDS)
-        finally:
-            eof.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError, ssl.SSLError):
-                await eof
 
     async def _close(self) -> None:
         for server in self._servers:
             server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for connection in list(self.connections):
+            connection.abort()
         for server in self._servers:
             await server.wait_closed()
-        # Connections still in their TLS handshake belong to no handler yet; Python 3.11
-        # has no Server.close_clients() (added in 3.13), so abort what the loop still tracks.
-        for transport in list(getattr(self.loop, "_transports", {}).values()):
-            with contextlib.suppress(Exception):
-                transport.abort()
         await asyncio.sleep(0)
 
     def close(self) -> None:
