@@ -446,3 +446,623 @@ def run_certificate_objects(run: Run) -> dict[str, x509.Certificate]:
     for sha, pem in zip(run.certificates[c.SHA256], run.certificates[c.PEM], strict=True):
         out[str(sha)] = load_pem_x509_certificates(str(pem), f"run certificate {sha}")[0]
     return out
+
+
+# ---------------------------------------------------------------------------
+# Profiles x observations
+# ---------------------------------------------------------------------------
+
+_AWS_HOST_REGION = re.compile(r"\.iot\.([a-z0-9-]+)\.amazonaws\.com\.?$", re.IGNORECASE)
+
+
+def chain_observations(run: Run) -> pd.DataFrame:
+    """The run's observations that carry a chain, with the leaf ``key_type`` and a region for each.
+
+    Observations whose region is empty (plain ``host:port`` targets, imports)
+    get the region named in an AWS IoT host name (``*.iot.<region>.amazonaws.com``).
+
+    Returns:
+        ``run.observations`` restricted to :data:`iotaudit.columns.CHAIN_STATUSES`,
+        plus ``key_type`` (leaf key type; a category).
+    """
+    obs = run.observations
+    obs = obs[obs[c.STATUS].astype(str).isin(c.CHAIN_STATUSES)].copy()
+    obs = obs[[len(ch) > 0 for ch in obs[c.CHAIN_SHA256]]]
+    leaf_type = dict(zip(run.certificates[c.SHA256].astype(str), run.certificates[c.KEY_TYPE].astype(str), strict=True))
+    obs[c.KEY_TYPE] = pd.Categorical([leaf_type.get(str(ch[0]), c.KeyType.OTHER.value) for ch in obs[c.CHAIN_SHA256]])
+    regions = []
+    for region, host in zip(obs[c.REGION].astype("string").fillna(""), obs[c.HOST].astype(str), strict=True):
+        if not region:
+            match = _AWS_HOST_REGION.search(host)
+            region = match.group(1).lower() if match else ""
+        regions.append(region)
+    obs[c.REGION] = pd.Categorical(regions)
+    return obs.reset_index(drop=True)
+
+
+def _endpoint_matches(patterns: Sequence[str], host: str, port: int) -> bool:
+    from fnmatch import fnmatchcase
+
+    host = host.lower()
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if pattern == "*":
+            return True
+        name, _, want_port = pattern.rpartition(":") if re.search(r":\d+$", pattern) else (pattern, "", "")
+        if want_port and int(want_port) != int(port):
+            continue
+        if fnmatchcase(host, name):
+            return True
+    return False
+
+
+def meets(profiles_row: Mapping[str, Any] | pd.Series, observations: pd.DataFrame) -> np.ndarray:
+    """Which observations a profile may meet.
+
+    A profile meets an observation with a chain (status in
+    :data:`iotaudit.columns.CHAIN_STATUSES`) in its region (``*`` = any),
+    at one of its endpoints (``["*"]`` = every endpoint of the region; entries
+    may be ``host``, ``host:port`` or shell patterns), whose leaf key type is
+    one its TLS stack offers.
+
+    Args:
+        profiles_row: One row of ``Inventory.profiles``.
+        observations: :func:`chain_observations` output (needs ``key_type``).
+
+    Returns:
+        Boolean mask over ``observations``.
+
+    Raises:
+        ValueError: when ``observations`` has no ``key_type`` column.
+    """
+    if c.KEY_TYPE not in observations.columns:
+        raise ValueError("meets() needs observations with a key_type column (see chain_observations)")
+    status_ok = observations[c.STATUS].astype(str).isin(c.CHAIN_STATUSES).to_numpy()
+    region = str(profiles_row["region"])
+    region_ok = np.ones(len(observations), dtype=bool) if region == "*" else (
+        observations[c.REGION].astype(str).str.lower() == region
+    ).to_numpy()
+    kinds = set(profiles_row["key_types"])
+    kind_ok = observations[c.KEY_TYPE].astype(str).isin(kinds).to_numpy()
+    endpoints = list(profiles_row["endpoints"])
+    if endpoints == ["*"]:
+        endpoint_ok = np.ones(len(observations), dtype=bool)
+    else:
+        endpoint_ok = np.array([
+            _endpoint_matches(endpoints, str(h), int(p))
+            for h, p in zip(observations[c.HOST], observations[c.PORT], strict=True)
+        ], dtype=bool)
+    return status_ok & region_ok & kind_ok & endpoint_ok
+
+
+class ChainValidator:
+    """Memoised :func:`validate_chain` over certificates known by SHA-256.
+
+    Verdicts depend only on (served chain, store, builder, host, time), and a
+    fleet has far fewer distinct stores than profiles, so every distinct
+    question is asked once.
+
+    Args:
+        certificates: SHA-256 -> certificate for everything that may be validated.
+    """
+
+    def __init__(self, certificates: Mapping[str, x509.Certificate]) -> None:
+        self.certificates: dict[str, x509.Certificate] = dict(certificates)
+        self._cache: dict[tuple[Any, ...], PathVerdict] = {}
+        self.calls = 0
+
+    def add(self, certs: Iterable[x509.Certificate]) -> tuple[str, ...]:
+        """Register certificates; returns their SHA-256s in order."""
+        out = []
+        for cert in certs:
+            fp = cert_sha256(cert)
+            self.certificates.setdefault(fp, cert)
+            out.append(fp)
+        return tuple(out)
+
+    def validate(
+        self, served: Sequence[str], store: Iterable[str], *, host: str | None, as_of: datetime,
+        path_builder: PathBuilder | str,
+    ) -> PathVerdict:
+        """:func:`validate_chain` on certificates given by SHA-256, memoised."""
+        store_key = frozenset(store)
+        key = (tuple(served), store_key, host, as_of, str(path_builder))
+        hit = self._cache.get(key)
+        if hit is None:
+            self.calls += 1
+            hit = validate_chain(
+                [self.certificates[s] for s in served], [self.certificates[s] for s in sorted(store_key)],
+                host=host, as_of=as_of, path_builder=path_builder,
+            )
+            self._cache[key] = hit
+        return hit
+
+
+def _cross_signed_keys(catalog: Catalog) -> set[str]:
+    """SPKI SHA-256 of every root key the catalogue also holds as a cross-signed certificate."""
+    from .catalog import CatalogRole
+
+    return {e.spki_sha256 for e in catalog.entries if e.role is CatalogRole.CROSS_SIGNED}
+
+
+def without_cross_signs(served: Sequence[x509.Certificate], catalog: Catalog) -> list[x509.Certificate]:
+    """The served chain as it would be if AWS stopped serving the Starfield cross-signs.
+
+    Drops every served certificate that is a catalogue cross-signed entry, or
+    that is not self-signed but carries the key of a cross-signed catalogue
+    root (e.g. "Amazon Root CA 1 issued by Starfield Services Root G2").
+    """
+    from .catalog import CatalogRole
+
+    keys = _cross_signed_keys(catalog)
+    out = []
+    for i, cert in enumerate(served):
+        entry = catalog.by_sha256(cert_sha256(cert))
+        if i > 0 and entry is not None and entry.role is CatalogRole.CROSS_SIGNED:
+            continue
+        if i > 0 and spki_of(cert) in keys and not is_signed_by(cert, cert):
+            continue
+        out.append(cert)
+    return out
+
+
+def spki_of(cert: x509.Certificate) -> str:
+    """SPKI SHA-256 (hex) of ``cert``."""
+    from .certs import spki_sha256
+
+    return spki_sha256(cert)
+
+
+def anchor_label(sha256: str, catalog: Catalog, certificates: Mapping[str, x509.Certificate]) -> str:
+    """Catalogue name of an anchor (``"NAME (same key)"`` for another certificate of a catalogue key), else its CN."""
+    if not sha256:
+        return ""
+    cert = certificates.get(sha256)
+    entry = catalog.by_sha256(sha256)
+    if entry is not None:
+        return entry.name
+    if cert is None:
+        return ""
+    same = catalog.by_spki(spki_of(cert))
+    return f"{same[0].name} (same key)" if same else _cn(cert)
+
+
+# ---------------------------------------------------------------------------
+# Hypothetical chains: AWS serving chains to the reserved roots
+# ---------------------------------------------------------------------------
+
+class Scenario(str, Enum):
+    """The question roots-to-add answers (``scenario`` column of ``roots_to_add``).
+
+    ``today``
+        The chains of the run, as served.
+    ``no-cross-sign``
+        The same chains without the Starfield cross-signed certificates
+        (what a device meets if AWS stops serving them).
+    ``reserved-roots``
+        Hypothetical chains to Amazon Root CA 2 (RSA) and 4 (ECC), "reserved
+        for future use" in the AWS document: served both as today's chains are
+        (with the root cross-signed by Starfield Services Root G2, itself
+        cross-signed by Starfield Class 2) and without the cross-signs.
+    """
+
+    TODAY = "today"
+    NO_CROSS_SIGN = "no-cross-sign"
+    RESERVED_ROOTS = "reserved-roots"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class HypotheticalPki:
+    """A stand-in ("shadow") of the catalogue's roots and cross-signs, with keys we hold.
+
+    Nobody outside AWS can sign under Amazon Root CA 2 or 4, so chains to them
+    are built in a shadow world: every catalogue root and cross-signed
+    certificate gets a shadow with the same subject, issuer, validity and key
+    type but a fresh key (one per real key, so "same key" relations hold),
+    signed along the catalogue's real cross-sign relations.  A device store is
+    mapped into the same world entry by entry (by fingerprint, else by key and
+    issuer), and the real verifier then decides.  Where the catalogue lacks a
+    cross-sign of a reserved root by Starfield Services Root G2 (the public
+    catalogue has no G2-RootCA2/4), one is synthesised like the existing ones:
+    the AWS document says all Amazon roots are cross-signed by Starfield.
+
+    Args:
+        catalog: The run's catalogue.
+        as_of: Validity of the hypothetical leaf and intermediates is centred on it.
+    """
+
+    def __init__(self, catalog: Catalog, as_of: datetime) -> None:
+        from datetime import timedelta
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+        from .catalog import CatalogRole, CatalogStatus
+
+        self.catalog = catalog
+        as_of = _utc(as_of)
+        entries = [e for e in catalog.entries if e.role in (CatalogRole.ROOT, CatalogRole.CROSS_SIGNED)]
+        keys: dict[str, Any] = {}
+
+        def new_key(cert: x509.Certificate) -> Any:
+            public = cert.public_key()
+            if isinstance(public, ec.EllipticCurvePublicKey):
+                return ec.generate_private_key(public.curve)
+            return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+        for e in entries:
+            keys.setdefault(e.spki_sha256, new_key(e.certificate))
+        roots_by_subject = {e.certificate.subject: e for e in entries if e.role is CatalogRole.ROOT}
+
+        def make(subject: x509.Name, issuer: x509.Name, key: Any, issuer_key: Any, not_before: datetime,
+                 not_after: datetime, *, ca: bool, san: str | None = None) -> x509.Certificate:
+            from cryptography.x509.oid import NameOID
+
+            builder = (
+                x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(not_before).not_valid_after(not_after)
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            )
+            if san:
+                builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+            del NameOID
+            return builder.sign(issuer_key, hashes.SHA256())
+
+        self.shadow: dict[str, x509.Certificate] = {}
+        for e in entries:
+            cert = e.certificate
+            issuer_entry = e if e.role is CatalogRole.ROOT else roots_by_subject.get(cert.issuer)
+            if issuer_entry is None:
+                continue
+            self.shadow[e.name] = make(cert.subject, cert.issuer, keys[e.spki_sha256], keys[issuer_entry.spki_sha256],
+                                       cert.not_valid_before_utc, cert.not_valid_after_utc, ca=True)
+        # Starfield Services Root G2: the root that cross-signs the in-use Amazon roots.
+        crosses = [e for e in entries if e.role is CatalogRole.CROSS_SIGNED]
+        in_use_keys = {e.spki_sha256 for e in entries if e.role is CatalogRole.ROOT and e.status is CatalogStatus.IN_USE}
+        amazon_crosses = [e for e in crosses if e.spki_sha256 in in_use_keys]
+        cross_signer = roots_by_subject.get(amazon_crosses[0].certificate.issuer) if amazon_crosses else None
+        # The cross-sign of the cross-signer itself (Starfield Services G2 by Starfield Class 2).
+        signer_crosses = [e for e in crosses if cross_signer is not None and e.spki_sha256 == cross_signer.spki_sha256]
+        self.reserved: dict[str, str] = {}       # key type -> reserved root entry name
+        self.reserved_cross: dict[str, str] = {}  # key type -> shadow name of its cross-sign by the cross-signer
+        self.chains: dict[str, dict[str, list[x509.Certificate]]] = {}
+        for root in catalog.roots(CatalogStatus.RESERVED):
+            kind = key_type(root.certificate)
+            if kind in self.reserved:
+                continue
+            self.reserved[kind] = root.name
+            cross = next((e for e in crosses if e.spki_sha256 == root.spki_sha256
+                          and cross_signer is not None and e.certificate.issuer == cross_signer.certificate.subject), None)
+            if cross is not None and cross.name in self.shadow:
+                cross_name = cross.name
+            elif cross_signer is not None and amazon_crosses:
+                cross_name = f"{root.name} (hypothetical cross-sign by {cross_signer.name})"
+                template = amazon_crosses[0].certificate
+                self.shadow[cross_name] = make(root.certificate.subject, cross_signer.certificate.subject,
+                                               keys[root.spki_sha256], keys[cross_signer.spki_sha256],
+                                               template.not_valid_before_utc, template.not_valid_after_utc, ca=True)
+            else:
+                cross_name = ""
+            self.reserved_cross[kind] = cross_name
+            int_key = new_key(root.certificate)
+            intermediate = make(
+                x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, f"Hypothetical intermediate under {root.display_name}")]),
+                root.certificate.subject, int_key, keys[root.spki_sha256],
+                as_of - timedelta(days=30), as_of + timedelta(days=5 * 365), ca=True)
+            leaf_key = new_key(root.certificate)
+            leaf = make(
+                x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "hypothetical.iot.amazonaws.com")]),
+                intermediate.subject, leaf_key, int_key, as_of - timedelta(days=1), as_of + timedelta(days=365),
+                ca=False, san="hypothetical.iot.amazonaws.com")
+            shapes = {"direct": [leaf, intermediate]}
+            if cross_name:
+                as_today = [leaf, intermediate, self.shadow[cross_name]]
+                if signer_crosses and signer_crosses[0].name in self.shadow:
+                    as_today.append(self.shadow[signer_crosses[0].name])
+                shapes["as-today"] = as_today
+            self.chains[kind] = shapes
+
+    def map_store(self, store: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+        """The shadows of the catalogue roots and cross-signs in ``store`` (others have none)."""
+        out = []
+        for cert in store:
+            entry = self.catalog.by_sha256(cert_sha256(cert))
+            if entry is None:
+                same_key = self.catalog.by_spki(spki_of(cert))
+                entry = next((e for e in same_key if e.certificate.issuer == cert.issuer), None)
+            if entry is not None and entry.name in self.shadow:
+                out.append(self.shadow[entry.name])
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Coverage, roots to add, fleet view
+# ---------------------------------------------------------------------------
+
+ROOTS_TO_ADD_DTYPES: dict[str, Any] = {
+    PROFILE: "category",
+    DEVICES: "int64",
+    "scenario": "category",
+    "chains": "int64",
+    "failing": "int64",
+    "ready": "bool",
+    "roots_to_add": "object",
+    "unfixable": "int64",
+    "unfixable_reasons": "object",
+}
+
+FLEET_DTYPES: dict[str, Any] = {
+    GROUP: "category",
+    c.HOST: "string",
+    c.PORT: "int32",
+    c.KEY_TYPE: "category",
+    VERDICT: VERDICT_DTYPE,
+    DEVICES: "int64",
+    PROFILES: "object",
+}
+
+PROFILE_VERDICT_DTYPES: dict[str, Any] = {
+    PROFILE: "category",
+    DEVICES: "int64",
+    GROUPS: "object",
+    VERDICT: VERDICT_DTYPE,
+    "chains": "int64",
+    "covered": "int64",
+    "at_risk": "int64",
+    "broken": "int64",
+    "risks": "object",
+    "reasons": "object",
+    "roots_to_add": "object",
+    "ready_no_cross_sign": "bool",
+    "ready_reserved_roots": "bool",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageResult:
+    """Everything root coverage computes for one run x inventory x ``as_of``.
+
+    Attributes:
+        coverage: One row per profile x observation it may meets (:data:`COVERAGE_DTYPES`).
+        roots_to_add: Per profile x :class:`Scenario` (:data:`ROOTS_TO_ADD_DTYPES`).
+        fleet: Devices per group x endpoint x key type x verdict (:data:`FLEET_DTYPES`).
+        profiles: One row per profile with its worst verdict (:data:`PROFILE_VERDICT_DTYPES`).
+        validations: Distinct validations run (the memo's size; a cost figure).
+    """
+
+    coverage: pd.DataFrame
+    roots_to_add: pd.DataFrame
+    fleet: pd.DataFrame
+    profiles: pd.DataFrame
+    validations: int = 0
+
+    def __post_init__(self) -> None:
+        for name, dtypes in (("coverage", COVERAGE_DTYPES), ("roots_to_add", ROOTS_TO_ADD_DTYPES),
+                             ("fleet", FLEET_DTYPES), ("profiles", PROFILE_VERDICT_DTYPES)):
+            missing = [col for col in dtypes if col not in getattr(self, name).columns]
+            if missing:
+                raise ValueError(f"CoverageResult.{name} lacks columns {missing}")
+
+
+def _candidate_order(catalog: Catalog) -> list[str]:
+    """Catalogue roots and cross-signs to consider adding, most recommendable first."""
+    from .catalog import CatalogRole, CatalogStatus
+
+    status_rank = {CatalogStatus.IN_USE: 0, CatalogStatus.RESERVED: 1, CatalogStatus.CROSS_SIGNER: 2,
+                   CatalogStatus.LEGACY: 3, CatalogStatus.ISSUING_CA: 4}
+    entries = [e for e in catalog.entries if e.role in (CatalogRole.ROOT, CatalogRole.CROSS_SIGNED)]
+    entries.sort(key=lambda e: (e.role is not CatalogRole.ROOT, status_rank.get(e.status, 9)))
+    return [e.name for e in entries]
+
+
+def _min_cover(fixers: list[set[str]], order: list[str], exact_limit: int = 4) -> list[str]:
+    """Smallest set of names hitting every set in ``fixers``: exact up to ``exact_limit`` names, then greedy."""
+    from itertools import combinations
+
+    needed = [f for f in fixers if f]
+    if not needed:
+        return []
+    pool = [n for n in order if any(n in f for f in needed)]
+    for size in range(1, min(exact_limit, len(pool)) + 1):
+        for combo in combinations(pool, size):
+            chosen = set(combo)
+            if all(f & chosen for f in needed):
+                return list(combo)
+    chosen: list[str] = []
+    left = list(needed)
+    while left:
+        best = max(pool, key=lambda n: sum(n in f for f in left))
+        chosen.append(best)
+        left = [f for f in left if best not in f]
+    return chosen
+
+
+def analyse_coverage(
+    run: Run, inventory: Inventory, *, as_of: datetime,
+    anchors: Mapping[str, Sequence[x509.Certificate]] | None = None,
+    at_risk_days: int = DEFAULT_AT_RISK_DAYS,
+) -> CoverageResult:
+    """Root coverage of every profile on every chain it may meet, roots to add, and the fleet view.
+
+    Args:
+        run: The collected run (its catalogue names the anchors).
+        inventory: The device inventory.
+        as_of: When to validate (tz-aware).
+        anchors: ``Inventory.resolve`` output, if already computed.
+        at_risk_days: A chain that stops validating within this many days is ``at-risk``.
+
+    Returns:
+        A :class:`CoverageResult`.
+
+    Raises:
+        InventoryError: when the inventory's trust stores do not resolve against the run's catalogue.
+    """
+    from datetime import timedelta
+
+    from .catalog import CatalogStatus
+
+    as_of = _utc(as_of)
+    catalog = run.catalog_object()
+    if anchors is None:
+        anchors = inventory.resolve(catalog)
+    validator = ChainValidator(run_certificate_objects(run))
+    for e in catalog.entries:
+        validator.add([e.certificate])
+    obs = chain_observations(run)
+    obs_chains = [tuple(str(s) for s in ch) for ch in obs[c.CHAIN_SHA256]]
+    later = as_of + timedelta(days=at_risk_days)
+    legacy_keys = {e.spki_sha256 for e in catalog.entries if e.status is CatalogStatus.LEGACY}
+    no_cross: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def stripped(chain: tuple[str, ...]) -> tuple[str, ...]:
+        if chain not in no_cross:
+            no_cross[chain] = validator.add(without_cross_signs([validator.certificates[s] for s in chain], catalog))
+        return no_cross[chain]
+
+    rows: list[dict[str, Any]] = []
+    met_by_profile: dict[str, list[int]] = {}
+    profiles = inventory.profiles
+    for prow in profiles.to_dict("records"):
+        key = str(prow["profile_key"])
+        store = validator.add(anchors[key])
+        builder = PathBuilder(prow["path_builder"])
+        idx = np.flatnonzero(meets(prow, obs))
+        met_by_profile[key] = list(idx)
+        if not len(idx):
+            rows.append({PROFILE: key, DEVICES: prow["devices"], c.OBSERVATION_ID: -1, c.HOST: "", c.PORT: 0,
+                         c.REGION: prow["region"], c.PROBE: "", c.KEY_TYPE: "", VALID: False, ANCHOR_SHA256: "",
+                         ANCHOR_NAME: "", PATH_SHA256: [], REASON: "the profile meets no chain of this run "
+                         "(no observation in its region and endpoints with a key type it offers)",
+                         VERDICT: Verdict.NOT_APPLICABLE.value, RISKS: []})
+            continue
+        for i in idx:
+            o = obs.iloc[i]
+            host = str(o[c.HOST])
+            verdict = validator.validate(obs_chains[i], store, host=host, as_of=as_of, path_builder=builder)
+            risks: list[str] = []
+            if verdict.valid:
+                if not validator.validate(obs_chains[i], store, host=host, as_of=later, path_builder=builder).valid:
+                    risks.append(RISK_EXPIRES_SOON)
+                anchor_cert = validator.certificates[verdict.anchor_sha256]
+                if spki_of(anchor_cert) in legacy_keys:
+                    risks.append(RISK_LEGACY_ANCHOR)
+                bare = stripped(obs_chains[i])
+                if bare != obs_chains[i] and not validator.validate(
+                        bare, store, host=host, as_of=as_of, path_builder=builder).valid:
+                    risks.append(RISK_NEEDS_CROSS_SIGN)
+            kind = Verdict.BROKEN if not verdict.valid else (Verdict.AT_RISK if risks else Verdict.COVERED)
+            rows.append({
+                PROFILE: key, DEVICES: prow["devices"], c.OBSERVATION_ID: int(o[c.OBSERVATION_ID]), c.HOST: host,
+                c.PORT: int(o[c.PORT]), c.REGION: str(o[c.REGION]), c.PROBE: str(o[c.PROBE]),
+                c.KEY_TYPE: str(o[c.KEY_TYPE]), VALID: verdict.valid, ANCHOR_SHA256: verdict.anchor_sha256,
+                ANCHOR_NAME: anchor_label(verdict.anchor_sha256, catalog, validator.certificates),
+                PATH_SHA256: list(verdict.path_sha256), REASON: verdict.reason, VERDICT: kind.value, RISKS: risks,
+            })
+    cov = c.typed_frame(rows, COVERAGE_DTYPES) if rows else c.typed_frame([], COVERAGE_DTYPES)
+    cov[PROFILE] = pd.Categorical(cov[PROFILE].astype(str), categories=list(profiles["profile_key"]))
+
+    # Roots to add, per profile x scenario.
+    order = _candidate_order(catalog)
+    hypothetical = HypotheticalPki(catalog, as_of)
+    for cert in hypothetical.shadow.values():
+        validator.add([cert])
+    for shapes in hypothetical.chains.values():
+        for chain in shapes.values():
+            validator.add(chain)
+    candidates_real = {name: validator.add([catalog.entry(name).certificate])[0] for name in order}
+    candidates_shadow = {name: validator.add([hypothetical.shadow[name]])[0] for name in order if name in hypothetical.shadow}
+    add_rows: list[dict[str, Any]] = []
+    for prow in profiles.to_dict("records"):
+        key = str(prow["profile_key"])
+        builder = PathBuilder(prow["path_builder"])
+        store = validator.add(anchors[key])
+        questions: dict[Scenario, tuple[tuple[str, ...], list[tuple[tuple[str, ...], str | None]], dict[str, str]]] = {}
+        today = [(obs_chains[i], str(obs.iloc[i][c.HOST])) for i in met_by_profile[key]]
+        questions[Scenario.TODAY] = (store, today, candidates_real)
+        questions[Scenario.NO_CROSS_SIGN] = (store, [(stripped(ch), h) for ch, h in today], candidates_real)
+        shadow_store = validator.add(hypothetical.map_store(anchors[key]))
+        future = [
+            (validator.add(chain), None)
+            for kind in prow["key_types"] for chain in hypothetical.chains.get(kind, {}).values()
+        ]
+        questions[Scenario.RESERVED_ROOTS] = (shadow_store, future, candidates_shadow)
+        for scenario, (base, chains, candidates) in questions.items():
+            distinct = list(dict.fromkeys(chains))
+            failing, fixers, reasons = 0, [], []
+            for chain, host in distinct:
+                verdict = validator.validate(chain, base, host=host, as_of=as_of, path_builder=builder)
+                if verdict.valid:
+                    continue
+                failing += 1
+                fix = {
+                    name for name, sha in candidates.items() if sha not in base and validator.validate(
+                        chain, (*base, sha), host=host, as_of=as_of, path_builder=builder).valid
+                }
+                fixers.append(fix)
+                if not fix:
+                    reasons.append(verdict.reason)
+            add_rows.append({
+                PROFILE: key, DEVICES: prow["devices"], "scenario": scenario.value, "chains": len(distinct),
+                "failing": failing, "ready": failing == 0, "roots_to_add": _min_cover(fixers, order),
+                "unfixable": sum(1 for f in fixers if not f), "unfixable_reasons": sorted(set(reasons)),
+            })
+    roots = c.typed_frame(add_rows, ROOTS_TO_ADD_DTYPES) if add_rows else c.typed_frame([], ROOTS_TO_ADD_DTYPES)
+
+    fleet = fleet_view(cov, inventory)
+    summary_rows = []
+    by_scenario = {(r[PROFILE], r["scenario"]): r for r in add_rows}
+    for prow in profiles.to_dict("records"):
+        key = str(prow["profile_key"])
+        mine = cov[cov[PROFILE] == key]
+        verdicts = mine[VERDICT].astype(str)
+        worst = max(verdicts, key=lambda v: VERDICT_ORDER[v]) if len(verdicts) else Verdict.NOT_APPLICABLE.value
+        summary_rows.append({
+            PROFILE: key, DEVICES: prow["devices"], GROUPS: list(prow["groups"]), VERDICT: worst,
+            "chains": int((mine[c.OBSERVATION_ID] >= 0).sum()), "covered": int((verdicts == Verdict.COVERED.value).sum()),
+            "at_risk": int((verdicts == Verdict.AT_RISK.value).sum()), "broken": int((verdicts == Verdict.BROKEN.value).sum()),
+            "risks": sorted({r for rs in mine[RISKS] for r in rs}),
+            "reasons": sorted({r for r in mine[REASON].astype(str) if r and not r.startswith("the profile meets no")}),
+            "roots_to_add": by_scenario[(key, Scenario.TODAY.value)]["roots_to_add"],
+            "ready_no_cross_sign": by_scenario[(key, Scenario.NO_CROSS_SIGN.value)]["ready"],
+            "ready_reserved_roots": by_scenario[(key, Scenario.RESERVED_ROOTS.value)]["ready"],
+        })
+    prof = c.typed_frame(summary_rows, PROFILE_VERDICT_DTYPES) if summary_rows else c.typed_frame([], PROFILE_VERDICT_DTYPES)
+    return CoverageResult(coverage=cov, roots_to_add=roots, fleet=fleet, profiles=prof, validations=validator.calls)
+
+
+def coverage(
+    run: Run, inventory: Inventory, *, as_of: datetime,
+    anchors: Mapping[str, Sequence[x509.Certificate]] | None = None, at_risk_days: int = DEFAULT_AT_RISK_DAYS,
+) -> pd.DataFrame:
+    """One row per profile x observation it may meet (:data:`COVERAGE_DTYPES`); see :func:`analyse_coverage`."""
+    return analyse_coverage(run, inventory, as_of=as_of, anchors=anchors, at_risk_days=at_risk_days).coverage
+
+
+def fleet_view(coverage_frame: pd.DataFrame, inventory: Inventory) -> pd.DataFrame:
+    """Devices per group x endpoint (host, port) x key type x verdict.
+
+    A profile's verdict on an endpoint and key type is its worst over the
+    probes of that endpoint and key type; devices are counted per group with
+    one vectorised group-by over the device table (no per-device work).
+    """
+    from .inventory import GROUP as INV_GROUP
+    from .inventory import PROFILE_KEY
+
+    cov = coverage_frame[coverage_frame[c.OBSERVATION_ID] >= 0]
+    if cov.empty:
+        return c.typed_frame([], FLEET_DTYPES)
+    per = cov.assign(_rank=cov[VERDICT].astype(str).map(VERDICT_ORDER))
+    per = per.groupby([PROFILE, c.HOST, c.PORT, c.KEY_TYPE], observed=True, sort=False)["_rank"].max().reset_index()
+    counts = inventory.devices.groupby([PROFILE_KEY, INV_GROUP], observed=True).size().rename(DEVICES).reset_index()
+    counts = counts.rename(columns={PROFILE_KEY: PROFILE, INV_GROUP: GROUP})
+    per[PROFILE] = per[PROFILE].astype(str)
+    counts[PROFILE] = counts[PROFILE].astype(str)
+    joined = per.merge(counts, on=PROFILE, how="inner")
+    rank_to_verdict = {0: Verdict.COVERED.value, 1: Verdict.AT_RISK.value, 2: Verdict.BROKEN.value}
+    joined[VERDICT] = joined["_rank"].map(rank_to_verdict)
+    out = joined.groupby([GROUP, c.HOST, c.PORT, c.KEY_TYPE, VERDICT], observed=True, sort=True).agg(
+        devices=(DEVICES, "sum"), profiles=(PROFILE, lambda s: sorted(set(s)))).reset_index()
+    return c.typed_frame(out, FLEET_DTYPES)

@@ -513,8 +513,7 @@ def inventory_from_frame(
         # Distinct normalised values are unique by construction (pd.factorize), so codes map straight on.
         devices[column] = pd.Categorical.from_codes(norm_codes[column], categories=pd.Index(norm_cats[column], dtype=object))
     expiry_values = pd.to_datetime(pd.Series([v or None for v in norm_cats[PIN_EXPIRY]], dtype=object), utc=True).astype(c.TIME)
-    devices[PIN_EXPIRY] = expiry_values.to_numpy()[norm_codes[PIN_EXPIRY]] if len(rows) else pd.Series([], dtype=c.TIME)
-    devices[PIN_EXPIRY] = devices[PIN_EXPIRY].astype(c.TIME)
+    devices[PIN_EXPIRY] = pd.Series(expiry_values.array.take(norm_codes[PIN_EXPIRY]), dtype=c.TIME)
     devices[PROFILE_KEY] = pd.Categorical.from_codes(gid, categories=keys) if n_profiles else pd.Categorical([])
     return Inventory(devices=devices, profiles=profiles, source=source, bad_rows=int(bad.sum()), problems=problems)
 
