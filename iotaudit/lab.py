@@ -689,14 +689,19 @@ class _Connection(asyncio.Protocol):
                 pass
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             self._flush()
-        except ssl.SSLZeroReturnError:  # the client's close_notify
-            self._flush()
-            self.close()
+            return
+        except ssl.SSLZeroReturnError:
+            pass
         except (ssl.SSLError, OSError, ValueError):
             self._flush()  # the alert OpenSSL wrote goes out before the close
             self.close()
-        else:
-            self._flush()
+            return
+        # read() returned b"" (or raised SSLZeroReturnError): the client's close_notify.
+        # Answer it, as RFC 8446 section 6.1 asks, then close.
+        with contextlib.suppress(ssl.SSLError, ValueError):
+            self.tls.unwrap()
+        self._flush()
+        self.close()
 
     def eof_received(self) -> bool:
         return False  # the transport closes itself
