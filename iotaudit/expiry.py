@@ -1,0 +1,748 @@
+"""Expiry timelines: served-certificate expiry, per-profile break dates, anchor expiry and the cliff.
+
+Three dates are kept apart, because they answer different questions and
+alerting on the wrong one is the classic failure of expiry monitors
+(Prometheus blackbox_exporter issues 340, 589 and 637 alert on cross-signs
+no client validates through):
+
+1. **Served-certificate expiry** (:func:`certificate_expiry`): when each
+   certificate an endpoint serves, or a validated path goes through, expires.
+2. **Break dates** (:func:`break_dates`, :func:`chain_break_dates`): when a
+   firmware profile stops validating a chain it meets.  Found by running the
+   real path validator (:func:`iotaudit.coverage.validate_chain`) at every
+   date where the answer can change, never by taking the minimum ``not_after``
+   of the served chain: a modern path builder survives an expiring cross-sign
+   through the self-signed root, and a store's anchor may expire before
+   anything the server sends.
+3. **Anchor expiry** (:func:`anchor_expiry`): when each certificate inside
+   each firmware trust store expires (the AWS document: "CA certificates have
+   an expiration date after which they cannot be used to validate a server's
+   certificate").
+
+Definitions used by the per-profile columns (one profile = many identical devices):
+
+* a *chain* is one served chain (observation: endpoint x probe) the profile
+  may meet (its region and endpoints, a key type its TLS stack offers);
+* ``break_date``: the first instant after ``as_of`` at which some chain the
+  profile validates at ``as_of`` has no valid path.  AWS, not the device,
+  picks which chain a handshake gets (by the negotiated suite), so from that
+  instant some connections fail: this is the date to act by;
+* ``dark_date``: the first instant at which *every* chain the profile meets
+  has no valid path: the device loses every valid path ("the date it stops
+  connecting if nothing changes").  :func:`cliff` counts devices by this date.
+
+Both are exact to the second: validity is piecewise constant in time and can
+change only where a certificate of the served chain or the store enters
+(``not_before``) or leaves (``not_after`` + 1 s; RFC 5280 section 4.1.2.5:
+the validity period includes ``not_after``) its validity period, so the
+validator is run at ``as_of`` and at each of those instants in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any
+
+import pandas as pd
+from cryptography import x509
+
+from . import columns as c
+from .catalog import Catalog, CatalogRole
+from .certs import cert_sha256, certificate_record, load_pem_x509_certificates
+
+__all__ = [
+    "ANCHOR_EXPIRY_COLUMNS",
+    "BREAK_DATE_COLUMNS",
+    "CERTIFICATE_EXPIRY_COLUMNS",
+    "CHAIN_BREAK_COLUMNS",
+    "CLIFF_COLUMNS",
+    "DEFAULT_HORIZON_YEARS",
+    "BreakState",
+    "CertRole",
+    "ChainBreak",
+    "anchor_expiry",
+    "break_dates",
+    "certificate_expiry",
+    "chain_break",
+    "chain_break_dates",
+    "cliff",
+    "horizon_end",
+]
+
+DEFAULT_HORIZON_YEARS = 15
+ONE_SECOND = timedelta(seconds=1)
+
+
+class CertRole(str, Enum):
+    """Where a certificate sits (``role`` column of :func:`certificate_expiry`)."""
+
+    LEAF = "leaf"                            # end-entity (no basicConstraints cA)
+    INTERMEDIATE = "intermediate"            # issuing CA that is not a root key
+    CROSS_SIGNED_ROOT = "cross-signed root"  # a root's key certified by another root (Starfield cross-sign)
+    ROOT = "root"                            # self-signed
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class BreakState(str, Enum):
+    """Per-profile state over the horizon (``state`` column of :func:`break_dates`)."""
+
+    OK = "ok"                        # every chain it meets validates at as_of and through the horizon
+    BREAKS = "breaks"                # every chain validates at as_of; one stops within the horizon (break_date)
+    PARTLY_BROKEN = "partly-broken"  # some chain it meets already has no valid path at as_of, others do
+    BROKEN = "broken"                # no chain it meets validates at as_of
+    NO_CHAINS = "no-chains"          # the run holds no chain this profile meets
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# --- columns (TODO(integrator): move the new names to iotaudit/columns.py) ----
+PROFILE = "profile"
+DEVICES = "devices"
+GROUPS = "groups"
+ROLE = "role"
+DAYS_LEFT = "days_left"
+EXPIRED = "expired"
+HOSTS = "hosts"
+SERVED = "served"
+ON_VALID_PATH = "on_valid_path"
+VALID_AT_AS_OF = "valid_at_as_of"
+BREAK_DATE = "break_date"
+DARK_DATE = "dark_date"
+STATE = "state"
+PATH_SHA256 = "path_sha256"
+LAST_PATH_SHA256 = "last_path_sha256"
+BREAK_CAUSE_SHA256 = "break_cause_sha256"
+BREAK_CAUSE_NAME = "break_cause_name"
+BREAK_REASON = "break_reason"
+CHAINS = "chains"
+CHAINS_VALID = "chains_valid"
+FIRST_BREAK_HOST = "first_break_host"
+FIRST_BREAK_PROBE = "first_break_probe"
+ANCHOR_SHA256 = "anchor_sha256"
+ANCHOR_NAME = "anchor_name"
+IN_USE = "in_use"
+DATE = "date"
+DEVICES_LOSING = "devices_losing"
+DEVICES_CONNECTED = "devices_connected"
+DEVICES_BREAKING = "devices_breaking"
+DEVICES_INTACT = "devices_intact"
+PROFILES = "profiles"
+
+CERTIFICATE_EXPIRY_COLUMNS: dict[str, Any] = {
+    c.SHA256: "string",
+    c.SUBJECT_CN: "string",
+    c.ISSUER_CN: "string",
+    ROLE: "category",
+    c.KEY_TYPE: "category",
+    c.NOT_BEFORE: c.TIME,
+    c.NOT_AFTER: c.TIME,
+    DAYS_LEFT: "int64",          # whole days from as_of to not_after (negative: expired)
+    EXPIRED: "bool",
+    c.CATALOG_NAME: "string",
+    HOSTS: "object",             # list[str]: endpoints that serve it (empty: only reached as an anchor)
+    SERVED: "bool",
+    ON_VALID_PATH: "bool",       # on some path a profile validates at as_of
+    DEVICES: "int64",            # devices whose profile validates some chain through it at as_of
+}
+
+CHAIN_BREAK_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    DEVICES: "int64",
+    c.OBSERVATION_ID: "int64",
+    c.HOST: "string",
+    c.PORT: "int32",
+    c.PROBE: "category",
+    c.KEY_TYPE: "category",
+    VALID_AT_AS_OF: "bool",
+    BREAK_DATE: c.TIME,          # first instant with no valid path (NaT: invalid at as_of, or not within horizon)
+    PATH_SHA256: "object",       # list: path at as_of
+    LAST_PATH_SHA256: "object",  # list: the last valid path before break_date (or at the horizon)
+    BREAK_CAUSE_SHA256: "string",  # certificate(s) of the last path whose expiry is break_date, ";"-joined
+    BREAK_CAUSE_NAME: "string",
+    BREAK_REASON: "string",      # the validator's reason at break_date (or at as_of when invalid then)
+}
+
+BREAK_DATE_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    DEVICES: "int64",
+    GROUPS: "object",
+    STATE: "category",
+    BREAK_DATE: c.TIME,          # some chain valid at as_of loses its last path (NaT: none within horizon)
+    DARK_DATE: c.TIME,           # every chain has lost its paths (NaT: not within horizon, or already dark)
+    CHAINS: "int32",
+    CHAINS_VALID: "int32",
+    FIRST_BREAK_HOST: "string",
+    FIRST_BREAK_PROBE: "string",
+    LAST_PATH_SHA256: "object",  # the last valid path of the first chain to break
+    BREAK_CAUSE_SHA256: "string",
+    BREAK_CAUSE_NAME: "string",
+    BREAK_REASON: "string",
+}
+
+ANCHOR_EXPIRY_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    DEVICES: "int64",
+    ANCHOR_SHA256: "string",
+    ANCHOR_NAME: "string",
+    c.SUBJECT_CN: "string",
+    c.KEY_TYPE: "category",
+    c.NOT_AFTER: c.TIME,
+    DAYS_LEFT: "int64",
+    EXPIRED: "bool",
+    IN_USE: "boolean",           # anchor of a path the profile validates at as_of (<NA> without coverage)
+}
+
+CLIFF_COLUMNS: dict[str, Any] = {
+    DATE: c.TIME,
+    DEVICES_LOSING: "int64",     # devices whose dark_date is this date (at as_of: already dark)
+    DEVICES_CONNECTED: "int64",  # devices with at least one valid path after this date
+    DEVICES_BREAKING: "int64",   # devices whose break_date is this date (at as_of: already partly broken)
+    DEVICES_INTACT: "int64",     # devices with every chain still valid after this date
+    PROFILES: "object",          # list[str]: profiles losing or breaking at this date
+}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _utc(as_of: datetime) -> datetime:
+    if not isinstance(as_of, datetime) or as_of.tzinfo is None:
+        raise ValueError(f"as_of must be a timezone-aware datetime, got {as_of!r}")
+    return as_of.astimezone(timezone.utc)
+
+
+def horizon_end(as_of: datetime, horizon_years: int = DEFAULT_HORIZON_YEARS) -> datetime:
+    """``as_of`` plus ``horizon_years`` calendar years (29 February -> 28 February)."""
+    as_of = _utc(as_of)
+    if horizon_years < 0:
+        raise ValueError(f"horizon_years must be >= 0, got {horizon_years}")
+    return (pd.Timestamp(as_of) + pd.DateOffset(years=int(horizon_years))).to_pydatetime()
+
+
+def _days_left(not_after: datetime, as_of: datetime) -> int:
+    return int((not_after - as_of) // timedelta(days=1))
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in (p.strip() for p in value.split(";")) if v]
+    try:
+        if pd.isna(value):
+            return []
+    except (TypeError, ValueError):
+        pass
+    return list(value)
+
+
+def _cn(cert: x509.Certificate) -> str:
+    for oid in (x509.NameOID.COMMON_NAME, x509.NameOID.ORGANIZATIONAL_UNIT_NAME):
+        attrs = cert.subject.get_attributes_for_oid(oid)
+        if attrs:
+            return str(attrs[-1].value)
+    return cert.subject.rfc4514_string()
+
+
+def _label(cert: x509.Certificate, catalog: Catalog | None) -> str:
+    """Catalogue name (``"<name> (same key, other issuer)"`` for a key match), else subject CN."""
+    if catalog is not None:
+        from .certs import spki_sha256
+
+        entry, match = catalog.identify(cert_sha256(cert), spki_sha256(cert))
+        if entry is not None:
+            return entry.name if match.value == "certificate" else f"{entry.name} (same key, other issuer)"
+    return _cn(cert)
+
+
+def _run_certificates(run: Any) -> dict[str, x509.Certificate]:
+    out: dict[str, x509.Certificate] = {}
+    for sha, pem in zip(run.certificates[c.SHA256], run.certificates[c.PEM], strict=True):
+        if pem is not None and not pd.isna(pem):
+            out[str(sha)] = load_pem_x509_certificates(str(pem), f"run certificate {sha}")[0]
+    return out
+
+
+def _catalog(run: Any) -> Catalog | None:
+    try:
+        return run.catalog_object()
+    except Exception:  # noqa: BLE001 - a run without a usable catalogue still has expiry dates
+        return None
+
+
+# --- one chain -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """When one served chain stops validating against one store.
+
+    Attributes:
+        valid_at_as_of: The chain validates at ``as_of``.
+        break_date: First instant after ``as_of`` (and not after the horizon end) with
+            no valid path; None when invalid at ``as_of`` or valid through the horizon.
+        path_sha256: Validated path at ``as_of`` (leaf first); () if invalid then.
+        last_path_sha256: The last valid path before ``break_date`` (or at the horizon end).
+        cause_sha256: Certificates of ``last_path_sha256`` whose validity ends at ``break_date``.
+        reason: The validator's reason at ``break_date`` (or at ``as_of`` when invalid then).
+        evaluated: How many times the validator ran.
+    """
+
+    valid_at_as_of: bool
+    break_date: datetime | None
+    path_sha256: tuple[str, ...] = ()
+    last_path_sha256: tuple[str, ...] = ()
+    cause_sha256: tuple[str, ...] = ()
+    reason: str = ""
+    evaluated: int = 0
+
+    def __post_init__(self) -> None:
+        if self.break_date is not None and not self.valid_at_as_of:
+            raise ValueError("a chain that is invalid at as_of has no break date")
+        if self.valid_at_as_of and not self.path_sha256:
+            raise ValueError("a chain valid at as_of has a path")
+        if self.break_date is not None and self.break_date.tzinfo is None:
+            raise ValueError("break_date must be timezone-aware")
+
+
+def _candidates(certs: Iterable[x509.Certificate], start: datetime, stop: datetime) -> list[datetime]:
+    """Instants in (start, stop] where some certificate enters or leaves its validity period."""
+    times = set()
+    for cert in certs:
+        for t in (cert.not_valid_before_utc, cert.not_valid_after_utc + ONE_SECOND):
+            if start < t <= stop:
+                times.add(t)
+    return sorted(times)
+
+
+def chain_break(
+    served: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    *,
+    host: str | None,
+    as_of: datetime,
+    path_builder: str = "modern",
+    horizon_years: int = DEFAULT_HORIZON_YEARS,
+) -> ChainBreak:
+    """Find the first instant after ``as_of`` at which ``served`` has no valid path to ``anchors``.
+
+    The validator (:func:`iotaudit.coverage.validate_chain`) runs at ``as_of``
+    and then, in time order, at every ``not_before`` and ``not_after + 1 s`` of
+    the served certificates and the anchors inside the horizon, stopping at the
+    first failure.  Times after the leaf's ``not_after + 1 s`` are never needed:
+    an expired leaf fails every path.
+
+    Args:
+        served: The chain as served (leaf first).
+        anchors: The trust store.
+        host: Name validated against the leaf, or None.
+        as_of: Start of the timeline (tz-aware).
+        path_builder: ``modern`` or ``legacy-chain-top``.
+        horizon_years: How far ahead to look.
+
+    Returns:
+        A :class:`ChainBreak`.
+    """
+    from .coverage import validate_chain  # analysis core (iotaudit.coverage)
+
+    as_of = _utc(as_of)
+    end = horizon_end(as_of, horizon_years)
+    first = validate_chain(served, anchors, host=host, as_of=as_of, path_builder=path_builder)
+    if not first.valid:
+        return ChainBreak(False, None, reason=first.reason, evaluated=1)
+    stop = min(end, served[0].not_valid_after_utc + ONE_SECOND)
+    by_fp = {cert_sha256(x): x for x in [*served, *anchors]}
+    last = first
+    evaluated = 1
+    for t in _candidates(by_fp.values(), as_of, stop):
+        verdict = validate_chain(served, anchors, host=host, as_of=t, path_builder=path_builder)
+        evaluated += 1
+        if not verdict.valid:
+            cause = tuple(
+                fp for fp in last.path_sha256
+                if fp in by_fp and by_fp[fp].not_valid_after_utc + ONE_SECOND == t
+            ) or tuple(fp for fp, x in by_fp.items() if x.not_valid_after_utc + ONE_SECOND == t)
+            return ChainBreak(True, t, first.path_sha256, last.path_sha256, cause, verdict.reason, evaluated)
+        last = verdict
+    return ChainBreak(True, None, first.path_sha256, last.path_sha256, (), "", evaluated)
+
+
+# --- which chains each profile meets -------------------------------------------------------
+
+
+def _met_pairs(run: Any, inventory: Any, anchors: Mapping[str, Sequence[x509.Certificate]], as_of: datetime,
+               coverage: pd.DataFrame | None) -> pd.DataFrame:
+    """(profile, observation_id) pairs: from ``coverage`` when given, else from coverage.meets."""
+    if coverage is not None:
+        return coverage[[PROFILE, c.OBSERVATION_ID]].astype({PROFILE: "string"})
+    from . import coverage as cov
+
+    if hasattr(cov, "meets"):
+        pairs = []
+        obs = run.observations
+        for row in inventory.profiles.to_dict("records"):
+            mask = cov.meets(row, obs) if _meets_takes_two() else cov.meets(row, obs, run)
+            for obs_id in obs.loc[pd.Series(mask, index=obs.index).astype(bool), c.OBSERVATION_ID]:
+                pairs.append({PROFILE: str(row["profile_key"]), c.OBSERVATION_ID: int(obs_id)})
+        return pd.DataFrame(pairs, columns=[PROFILE, c.OBSERVATION_ID])
+    frame = cov.coverage(run, inventory, as_of=as_of)
+    return frame[[PROFILE, c.OBSERVATION_ID]].astype({PROFILE: "string"})
+
+
+def _meets_takes_two() -> bool:
+    import inspect
+
+    from . import coverage as cov
+
+    return len(inspect.signature(cov.meets).parameters) <= 2
+
+
+# --- per profile x chain and per profile --------------------------------------------------------
+
+
+def chain_break_dates(
+    run: Any,
+    inventory: Any,
+    anchors: Mapping[str, Sequence[x509.Certificate]],
+    *,
+    as_of: datetime,
+    horizon_years: int = DEFAULT_HORIZON_YEARS,
+    coverage: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Break date of every chain each profile may meet (see :func:`chain_break`).
+
+    Each distinct (served chain, store, host, path builder) is evaluated once,
+    however many profiles and devices share it.
+
+    Args:
+        run: The run.
+        inventory: The inventory (its ``profiles`` frame).
+        anchors: ``Inventory.resolve`` output: profile_key -> trust anchors.
+        as_of: Start of the timeline (tz-aware).
+        horizon_years: How far ahead to look.
+        coverage: :func:`iotaudit.coverage.coverage` output, to reuse its
+            profile x observation pairs; computed when None.
+
+    Returns:
+        One row per profile x observation, columns :data:`CHAIN_BREAK_COLUMNS`.
+    """
+    as_of = _utc(as_of)
+    pairs = _met_pairs(run, inventory, anchors, as_of, coverage)
+    catalog = _catalog(run)
+    certs = _run_certificates(run)
+    obs = run.observations.set_index(c.OBSERVATION_ID, drop=False)
+    profiles = {str(p["profile_key"]): p for p in inventory.profiles.to_dict("records")}
+    store_fps = {key: tuple(sorted(cert_sha256(a) for a in anchor_list)) for key, anchor_list in anchors.items()}
+    names: dict[str, str] = {}
+    for cert in [*certs.values(), *(a for lst in anchors.values() for a in lst)]:
+        names.setdefault(cert_sha256(cert), _label(cert, catalog))
+    memo: dict[tuple[Any, ...], ChainBreak] = {}
+    rows = []
+    for pair in pairs.to_dict("records"):
+        key, obs_id = str(pair[PROFILE]), int(pair[c.OBSERVATION_ID])
+        if key not in profiles or obs_id not in obs.index:
+            continue
+        profile, observation = profiles[key], obs.loc[obs_id]
+        chain_fps = tuple(_list(observation[c.CHAIN_SHA256]))
+        if not chain_fps:
+            continue
+        served = [certs[fp] for fp in chain_fps if fp in certs]
+        builder = str(profile.get("path_builder") or "modern")
+        host = str(observation[c.HOST])
+        memo_key = (chain_fps, store_fps.get(key, ()), host, builder)
+        result = memo.get(memo_key)
+        if result is None:
+            result = chain_break(served, list(anchors.get(key, ())), host=host, as_of=as_of,
+                                 path_builder=builder, horizon_years=horizon_years)
+            memo[memo_key] = result
+        rows.append({
+            PROFILE: key, DEVICES: int(profile.get("devices", 0) or 0), c.OBSERVATION_ID: obs_id,
+            c.HOST: host, c.PORT: int(observation[c.PORT]), c.PROBE: str(observation[c.PROBE]),
+            c.KEY_TYPE: _leaf_key_type(served), VALID_AT_AS_OF: result.valid_at_as_of,
+            BREAK_DATE: result.break_date, PATH_SHA256: list(result.path_sha256),
+            LAST_PATH_SHA256: list(result.last_path_sha256), BREAK_CAUSE_SHA256: ";".join(result.cause_sha256),
+            BREAK_CAUSE_NAME: ";".join(names.get(fp, fp[:16]) for fp in result.cause_sha256),
+            BREAK_REASON: result.reason,
+        })
+    return c.typed_frame(rows, CHAIN_BREAK_COLUMNS)
+
+
+def _leaf_key_type(served: Sequence[x509.Certificate]) -> str:
+    from .certs import key_type
+
+    return key_type(served[0]) if served else ""
+
+
+def break_dates(
+    run: Any,
+    inventory: Any,
+    anchors: Mapping[str, Sequence[x509.Certificate]],
+    *,
+    as_of: datetime,
+    horizon_years: int = DEFAULT_HORIZON_YEARS,
+    coverage: pd.DataFrame | None = None,
+    chain_breaks: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per profile: ``state``, ``break_date`` and ``dark_date`` (defined in the module docstring).
+
+    Args:
+        run: The run.
+        inventory: The inventory.
+        anchors: ``Inventory.resolve`` output.
+        as_of: Start of the timeline (tz-aware).
+        horizon_years: How far ahead to look (default 15).
+        coverage: Optional coverage frame whose profile x observation pairs to use.
+        chain_breaks: Optional :func:`chain_break_dates` output to aggregate instead of recomputing.
+
+    Returns:
+        One row per profile of the inventory, columns :data:`BREAK_DATE_COLUMNS`, sorted by break date.
+    """
+    as_of = _utc(as_of)
+    if chain_breaks is None:
+        chain_breaks = chain_break_dates(run, inventory, anchors, as_of=as_of, horizon_years=horizon_years,
+                                         coverage=coverage)
+    per_profile = {key: frame for key, frame in chain_breaks.groupby(PROFILE, observed=True, sort=False)}
+    rows = []
+    for profile in inventory.profiles.to_dict("records"):
+        key = str(profile["profile_key"])
+        base = {PROFILE: key, DEVICES: int(profile.get("devices", 0) or 0),
+                GROUPS: [str(g) for g in _list(profile.get("groups"))]}
+        mine = per_profile.get(key)
+        if mine is None or mine.empty:
+            rows.append({**base, STATE: BreakState.NO_CHAINS.value, CHAINS: 0, CHAINS_VALID: 0})
+            continue
+        valid = mine[mine[VALID_AT_AS_OF]]
+        breaking = valid[valid[BREAK_DATE].notna()].sort_values([BREAK_DATE, c.HOST, c.PROBE], kind="stable")
+        if valid.empty:
+            state, dark = BreakState.BROKEN, None
+        else:
+            state = BreakState.PARTLY_BROKEN if len(valid) < len(mine) else (
+                BreakState.BREAKS if not breaking.empty else BreakState.OK)
+            dark = valid[BREAK_DATE].max() if valid[BREAK_DATE].notna().all() else None
+        first = breaking.iloc[0] if not breaking.empty else None
+        rows.append({
+            **base, STATE: state.value, CHAINS: len(mine), CHAINS_VALID: len(valid),
+            BREAK_DATE: first[BREAK_DATE] if first is not None else None,
+            DARK_DATE: dark,
+            FIRST_BREAK_HOST: str(first[c.HOST]) if first is not None else "",
+            FIRST_BREAK_PROBE: str(first[c.PROBE]) if first is not None else "",
+            LAST_PATH_SHA256: list(first[LAST_PATH_SHA256]) if first is not None else [],
+            BREAK_CAUSE_SHA256: str(first[BREAK_CAUSE_SHA256]) if first is not None else "",
+            BREAK_CAUSE_NAME: str(first[BREAK_CAUSE_NAME]) if first is not None else "",
+            BREAK_REASON: str(first[BREAK_REASON]) if first is not None else (
+                str(mine[~mine[VALID_AT_AS_OF]].iloc[0][BREAK_REASON]) if state is not BreakState.OK
+                and not mine[~mine[VALID_AT_AS_OF]].empty else ""),
+        })
+    frame = c.typed_frame(rows, BREAK_DATE_COLUMNS)
+    for col in (FIRST_BREAK_HOST, FIRST_BREAK_PROBE, BREAK_CAUSE_SHA256, BREAK_CAUSE_NAME, BREAK_REASON):
+        frame[col] = frame[col].fillna("")
+    frame[LAST_PATH_SHA256] = [v if isinstance(v, list) else [] for v in frame[LAST_PATH_SHA256]]
+    return frame.sort_values([BREAK_DATE, PROFILE], na_position="last", kind="stable").reset_index(drop=True)
+
+
+# --- served certificates ------------------------------------------------------------------------
+
+
+def _role(record: Mapping[str, Any], root_keys: set[str], catalog: Catalog | None) -> CertRole:
+    if record[c.SELF_SIGNED]:
+        return CertRole.ROOT
+    if not record[c.IS_CA]:
+        return CertRole.LEAF
+    if record[c.SPKI_SHA256] in root_keys:
+        return CertRole.CROSS_SIGNED_ROOT
+    if catalog is not None:
+        entry = catalog.by_sha256(str(record[c.SHA256]))
+        if entry is not None and entry.role is CatalogRole.CROSS_SIGNED:
+            return CertRole.CROSS_SIGNED_ROOT
+    return CertRole.INTERMEDIATE
+
+
+def certificate_expiry(
+    run: Any,
+    coverage: pd.DataFrame | None,
+    *,
+    as_of: datetime,
+    anchors: Mapping[str, Sequence[x509.Certificate]] | None = None,
+) -> pd.DataFrame:
+    """Every certificate met: served by an endpoint of the run or on a validated path, with days left.
+
+    Args:
+        run: The run.
+        coverage: :func:`iotaudit.coverage.coverage` output (``valid``, ``path_sha256``,
+            ``devices``, ``profile``, ``observation_id``); None: only the run's served
+            certificates, with ``on_valid_path`` False.
+        as_of: When days are counted from (tz-aware).
+        anchors: ``Inventory.resolve`` output, so anchors from PEM bundles (not in the
+            run or its catalogue) get rows too.
+
+    Returns:
+        One row per certificate, columns :data:`CERTIFICATE_EXPIRY_COLUMNS`, soonest expiry first.
+    """
+    as_of = _utc(as_of)
+    catalog = _catalog(run)
+    records: dict[str, dict[str, Any]] = {
+        str(r[c.SHA256]): r for r in run.certificates.to_dict("records")
+    }
+    extra: dict[str, x509.Certificate] = {}
+    if catalog is not None:
+        extra.update({e.sha256: e.certificate for e in catalog.entries})
+    for anchor_list in (anchors or {}).values():
+        extra.update({cert_sha256(a): a for a in anchor_list})
+    hosts: dict[str, set[str]] = {}
+    chain_obs = run.observations[run.observations[c.STATUS].astype(str).isin(c.CHAIN_STATUSES)]
+    if coverage is not None and not coverage.empty:
+        chain_obs = chain_obs[chain_obs[c.OBSERVATION_ID].isin(set(coverage[c.OBSERVATION_ID]))]
+    for host, chain in zip(chain_obs[c.HOST], chain_obs[c.CHAIN_SHA256], strict=True):
+        for fp in _list(chain):
+            hosts.setdefault(fp, set()).add(str(host))
+    on_path: dict[str, dict[str, int]] = {}
+    if coverage is not None and not coverage.empty:
+        valid = coverage[coverage["valid"].astype(bool)]
+        for profile, devices, path in zip(valid[PROFILE], valid[DEVICES], valid[PATH_SHA256], strict=True):
+            for fp in _list(path):
+                on_path.setdefault(fp, {})[str(profile)] = int(devices)
+    wanted = set(hosts) | set(on_path)
+    root_keys = {str(r[c.SPKI_SHA256]) for r in records.values() if r[c.SELF_SIGNED]}
+    if catalog is not None:
+        root_keys |= {e.spki_sha256 for e in catalog.roots()}
+    rows = []
+    for fp in sorted(wanted):
+        record = records.get(fp)
+        if record is None and fp in extra:
+            record = certificate_record(extra[fp])
+            if catalog is not None:
+                record[c.CATALOG_NAME] = _label(extra[fp], catalog)
+        if record is None:
+            continue
+        not_after = pd.Timestamp(record[c.NOT_AFTER]).to_pydatetime()
+        rows.append({
+            c.SHA256: fp, c.SUBJECT_CN: record[c.SUBJECT_CN], c.ISSUER_CN: record[c.ISSUER_CN],
+            ROLE: _role(record, root_keys, catalog).value, c.KEY_TYPE: str(record[c.KEY_TYPE]),
+            c.NOT_BEFORE: record[c.NOT_BEFORE], c.NOT_AFTER: record[c.NOT_AFTER],
+            DAYS_LEFT: _days_left(not_after, as_of), EXPIRED: not_after < as_of,
+            c.CATALOG_NAME: str(record[c.CATALOG_NAME] or ""), HOSTS: sorted(hosts.get(fp, ())),
+            SERVED: fp in hosts, ON_VALID_PATH: fp in on_path, DEVICES: sum(on_path.get(fp, {}).values()),
+        })
+    frame = c.typed_frame(rows, CERTIFICATE_EXPIRY_COLUMNS)
+    return frame.sort_values([c.NOT_AFTER, c.SHA256], kind="stable").reset_index(drop=True)
+
+
+# --- anchors ---------------------------------------------------------------------------------
+
+
+def anchor_expiry(
+    run: Any,
+    inventory: Any,
+    anchors: Mapping[str, Sequence[x509.Certificate]],
+    *,
+    as_of: datetime,
+    coverage: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per profile x anchor in its store: when the anchor expires, and whether it is in use today.
+
+    Args:
+        run: The run (its catalogue names the anchors).
+        inventory: The inventory (its ``profiles`` frame).
+        anchors: ``Inventory.resolve`` output.
+        as_of: When days are counted from (tz-aware).
+        coverage: Optional coverage frame; fills ``in_use`` (else <NA>).
+
+    Returns:
+        Columns :data:`ANCHOR_EXPIRY_COLUMNS`, by profile then expiry.
+    """
+    as_of = _utc(as_of)
+    catalog = _catalog(run)
+    used: dict[str, set[str]] | None = None
+    if coverage is not None:
+        used = {}
+        valid = coverage[coverage["valid"].astype(bool)] if not coverage.empty else coverage
+        for profile, anchor in zip(valid.get(PROFILE, []), valid.get(ANCHOR_SHA256, []), strict=True):
+            used.setdefault(str(profile), set()).add(str(anchor))
+    rows = []
+    for profile in inventory.profiles.to_dict("records"):
+        key = str(profile["profile_key"])
+        seen = set()
+        for cert in anchors.get(key, ()):
+            fp = cert_sha256(cert)
+            if fp in seen:
+                continue
+            seen.add(fp)
+            from .certs import key_type
+
+            rows.append({
+                PROFILE: key, DEVICES: int(profile.get("devices", 0) or 0), ANCHOR_SHA256: fp,
+                ANCHOR_NAME: _label(cert, catalog), c.SUBJECT_CN: _cn(cert), c.KEY_TYPE: key_type(cert),
+                c.NOT_AFTER: cert.not_valid_after_utc, DAYS_LEFT: _days_left(cert.not_valid_after_utc, as_of),
+                EXPIRED: cert.not_valid_after_utc < as_of,
+                IN_USE: (fp in used.get(key, set())) if used is not None else None,
+            })
+    frame = c.typed_frame(rows, ANCHOR_EXPIRY_COLUMNS)
+    return frame.sort_values([PROFILE, c.NOT_AFTER], kind="stable").reset_index(drop=True)
+
+
+# --- the cliff -------------------------------------------------------------------------------
+
+
+def cliff(break_dates: pd.DataFrame, *, as_of: datetime, horizon_years: int = DEFAULT_HORIZON_YEARS) -> pd.DataFrame:
+    """Devices losing every valid path, by date, over the horizon (a step curve for a plot).
+
+    The first row is ``as_of`` (devices already without any valid path, or
+    already partly broken); then one row per distinct ``dark_date`` or
+    ``break_date`` inside the horizon; the last row is the horizon end.
+    Profiles that meet no chain (``no-chains``) are left out of every count.
+
+    Args:
+        break_dates: :func:`break_dates` output.
+        as_of: Start (tz-aware).
+        horizon_years: Length of the curve (default 15).
+
+    Returns:
+        Columns :data:`CLIFF_COLUMNS`, one row per date, ascending.
+    """
+    as_of = _utc(as_of)
+    end = pd.Timestamp(horizon_end(as_of, horizon_years))
+    start = pd.Timestamp(as_of)
+    frame = break_dates[break_dates[STATE].astype(str) != BreakState.NO_CHAINS.value]
+    total = int(frame[DEVICES].sum())
+    dark_now = frame[frame[STATE].astype(str) == BreakState.BROKEN.value]
+    partly_now = frame[frame[STATE].astype(str).isin({BreakState.BROKEN.value, BreakState.PARTLY_BROKEN.value})]
+    events: dict[pd.Timestamp, dict[str, Any]] = {}
+
+    def at(when: pd.Timestamp) -> dict[str, Any]:
+        return events.setdefault(when, {DEVICES_LOSING: 0, DEVICES_BREAKING: 0, PROFILES: []})
+
+    first = at(start)
+    first[DEVICES_LOSING] = int(dark_now[DEVICES].sum())
+    first[DEVICES_BREAKING] = int(partly_now[DEVICES].sum())
+    first[PROFILES] = sorted(partly_now[PROFILE].astype(str))
+    for row in frame.to_dict("records"):
+        state = str(row[STATE])
+        if state == BreakState.BROKEN.value:
+            continue  # counted at as_of
+        for column, counter in ((DARK_DATE, DEVICES_LOSING), (BREAK_DATE, DEVICES_BREAKING)):
+            if column == BREAK_DATE and state == BreakState.PARTLY_BROKEN.value:
+                continue  # already not intact at as_of
+            when = row.get(column)
+            if when is None or pd.isna(when) or not start < pd.Timestamp(when) <= end:
+                continue
+            event = at(pd.Timestamp(when))
+            event[counter] += int(row[DEVICES])
+            if str(row[PROFILE]) not in event[PROFILES]:
+                event[PROFILES].append(str(row[PROFILE]))
+    at(end)
+    rows = []
+    connected, intact = total, total
+    for when in sorted(events):
+        event = events[when]
+        connected -= event[DEVICES_LOSING]
+        intact -= event[DEVICES_BREAKING]
+        rows.append({DATE: when, DEVICES_LOSING: event[DEVICES_LOSING], DEVICES_CONNECTED: connected,
+                     DEVICES_BREAKING: event[DEVICES_BREAKING], DEVICES_INTACT: intact,
+                     PROFILES: sorted(event[PROFILES])})
+    return c.typed_frame(rows, CLIFF_COLUMNS)
