@@ -875,6 +875,16 @@ class Lab:
         as_of: Time the leaves are issued relative to; default: the time the lab starts.
         process: Serve from a child process (``python -m iotaudit.lab``) so a benchmark's client
             and the servers use different cores; default: a thread of this process.
+
+    Attributes:
+        targets: One :class:`iotaudit.discover.Target` per endpoint (address ``127.0.0.1``,
+            ``label`` = case name: ``ats-dual``, ``ats-mtls``, ``ats-alpn``, ``legacy``,
+            ``expired-intermediate``, ``missing-intermediate``, ``out-of-order``, ``leaf-expiring``,
+            ``future-roots``, ``silent``, ``garbage``, ``slow-drip``, ``refused``, ``bench``).
+        served: Host -> {"rsa": [sha256, ...], "ec": [...]}: every certificate served, in served
+            order, per server key type (``{}`` for the hostile cases); the same as in ``lab.json``.
+        catalog: The lab :class:`iotaudit.catalog.Catalog` (``kind == "lab"``).
+        pki: The lab's certificates (:class:`LabPki`), when serving in this process.
     """
 
     def __init__(self, directory: str | Path, *, regions: Sequence[str] = DEFAULT_REGIONS, hostile: bool = True,

@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -584,3 +585,23 @@ def test_lab_in_a_child_process_serves_and_stops(tmp_path: Path) -> None:
         assert _handshake(target, _client_context("rsa"))[0] == running.served[target.host]["rsa"]
     assert not _pid_alive(pid)
     assert not running.ports_file.exists()
+
+
+@pytest.mark.slow
+def test_python_m_iotaudit_lab_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "iotaudit.lab", "--dir", str(tmp_path), "--regions", "us-east-1",
+                             "--no-hostile", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        ports = tmp_path / "lab.json"
+        deadline = time.monotonic() + 60
+        while not ports.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert read_ports_file(ports)["pid"] == proc.pid
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert not ports.exists()  # the lab removes its own ports file on the way out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
