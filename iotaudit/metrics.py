@@ -187,11 +187,15 @@ def render_metrics(
     if expiry is not None and not expiry.empty:
         breaks = _Family("iotaudit_profile_break_timestamp_seconds",
                          "When the profile loses its last valid path to AWS IoT, Unix seconds (+Inf: not within the horizon)")
+        dark = _Family("iotaudit_profile_dark_timestamp_seconds",
+                       "When every chain the profile may meet has lost its paths, Unix seconds (+Inf: not within the horizon)")
         devices = _Family("iotaudit_profile_devices", "Devices running the profile")
         for row in expiry.to_dict("records"):
             breaks.add(_seconds(row.get("break_date")), **extra, profile=row["profile"])
+            if "dark_date" in row:
+                dark.add(_seconds(row.get("dark_date")), **extra, profile=row["profile"])
             devices.add(float(row.get("devices", 0) or 0), **extra, profile=row["profile"])
-        families += [breaks, devices]
+        families += [breaks, dark, devices] if dark.samples else [breaks, devices]
 
     if anchors_expiry is not None and not anchors_expiry.empty:
         anchors = _Family("iotaudit_anchor_not_after_seconds",
