@@ -76,8 +76,11 @@ _VERSIONS: dict[Probe, int] = {
 # the server's verdict on it arrives after our Finished (RFC 8446 section 4.4.2:
 # the client's Certificate is sent with its Finished, so the handshake is
 # complete on our side before the server has looked at it).  Wait this long at
-# least, or twice the handshake time, for an alert or a NewSessionTicket.
-_TLS13_VERDICT_WAIT_S = 0.25
+# least, or three times the handshake time (it grows with load), for an alert,
+# a NewSessionTicket (sent only once the server accepted our Finished) or data.
+# Only a server that asks for an optional certificate and sends no tickets
+# costs the whole wait; it is capped by the probe deadline.
+_TLS13_VERDICT_WAIT_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,7 +451,7 @@ def _tls13_client_cert_verdict(conn: SSL.Connection, sock: socket.socket, deadli
     Returns:
         The error text when the server refused the handshake (alert or close), None when it accepted.
     """
-    wait = max(_TLS13_VERDICT_WAIT_S, 2.0 * (time.monotonic() - t0))
+    wait = max(_TLS13_VERDICT_WAIT_S, 3.0 * (time.monotonic() - t0))
     until = min(deadline, time.monotonic() + wait)
     poller = select.poll()
     poller.register(sock, select.POLLIN)

@@ -455,3 +455,26 @@ def test_cli_collect_lab_then_show(lab, tmp_path: Path, capsys: pytest.CaptureFi
 def test_cli_collect_without_targets_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["collect", "--out", str(tmp_path / "run")]) == 2
     assert "no targets" in capsys.readouterr().err
+
+
+def _client_auth_context(pki: dict, mode: ssl.VerifyMode) -> ssl.SSLContext:
+    ctx = _rsa_only_context(pki)
+    ctx.verify_mode = mode
+    ctx.load_verify_locations(cadata=pki["ec"][2][2].public_bytes(serialization.Encoding.PEM).decode())
+    return ctx
+
+
+@pytest.mark.parametrize("probe_value", [Probe.RSA_TLS12, Probe.TLS13])
+def test_client_cert_required_by_an_openssl_server_sending_the_alert(pki: dict, probe_value: Probe) -> None:
+    with _server(_tls_handler(_client_auth_context(pki, ssl.CERT_REQUIRED))) as port:
+        result = probe(Target("own.example", port, "127.0.0.1"), probe_value, timeout=5.0)
+    assert result.status is ProbeStatus.CLIENT_CERT_REQUIRED, result.error
+    assert result.chain_sha256 == [cert_sha256(x) for x in pki["rsa"][2]]
+    assert "alert" in result.error
+
+
+def test_optional_client_cert_request_is_ok(pki: dict) -> None:
+    with _server(_tls_handler(_client_auth_context(pki, ssl.CERT_OPTIONAL))) as port:
+        result = probe(Target("own.example", port, "127.0.0.1"), Probe.TLS13, timeout=5.0)
+    assert result.status is ProbeStatus.OK, result.error
+    assert result.certificate_requested and "did not require" in result.error
