@@ -40,6 +40,15 @@ class TargetError(IotauditError, ValueError):
         super().__init__(f"target {spec!r}: {reason}")
 
 
+class LabError(IotauditError):
+    """Raised when the lab cannot start, its keys are missing, or its ports file is unusable."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"lab {self.path}: {reason}")
+
+
 class RunError(IotauditError):
     """Raised when a run directory is missing, incomplete or not an iotaudit run."""
 

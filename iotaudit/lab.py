@@ -53,7 +53,7 @@ from .catalog import Catalog, CatalogEntry, CatalogRole, CatalogStatus
 from .certs import cert_pem, cert_sha256, spki_pin
 from .columns import EndpointType
 from .discover import ALPN_MQTT, Target
-from .errors import IotauditError
+from .errors import IotauditError, LabError
 
 __all__ = [
     "DEFAULT_REGIONS",
@@ -96,15 +96,6 @@ DRIP = b"\x16\x03\x03\x40\x00"
 LEAF_LIFETIME = timedelta(days=395)       # ~13 months, like AWS-issued server certificates
 LEAF_BACKDATE = timedelta(days=30)
 EXPIRING_LEAF_LEFT = timedelta(days=20)   # the "leaf-expiring" case: < 30 days left
-
-
-class LabError(IotauditError):
-    """Raised when the lab cannot start, its keys are missing, or its ports file is unusable."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"lab {self.path}: {reason}")
 
 
 # --------------------------------------------------------------------------
