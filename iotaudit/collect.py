@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
+import hashlib
 import ipaddress
+import os
 import select
 import socket
 import sys
@@ -129,8 +131,6 @@ class ProbeResult:
     @property
     def chain_sha256(self) -> list[str]:
         """Lowercase hex SHA-256 of each served certificate's DER, in served order."""
-        import hashlib
-
         return [hashlib.sha256(der).hexdigest() for der in self.chain]
 
 
@@ -243,8 +243,6 @@ def _connect(target: Target, deadline: float, timeout: float) -> socket.socket:
 
 
 def _strerror(code: int) -> str:
-    import os
-
     try:
         return os.strerror(code)
     except ValueError:
