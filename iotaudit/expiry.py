@@ -436,25 +436,27 @@ def chain_break_dates(
     pairs = _met_pairs(run, inventory, anchors, as_of, coverage)
     catalog = _catalog(run)
     certs = _run_certificates(run)
-    obs = run.observations.set_index(c.OBSERVATION_ID, drop=False)
     profiles = {str(p["profile_key"]): p for p in inventory.profiles.to_dict("records")}
     store_fps = {key: tuple(sorted(cert_sha256(a) for a in anchor_list)) for key, anchor_list in anchors.items()}
     names: dict[str, str] = {}
     for cert in [*certs.values(), *(a for lst in anchors.values() for a in lst)]:
         names.setdefault(cert_sha256(cert), _label(cert, catalog))
     memo: dict[tuple[Any, ...], ChainBreak] = {}
+    observations = {
+        int(o[c.OBSERVATION_ID]): (str(o[c.HOST]), int(o[c.PORT]), str(o[c.PROBE]), tuple(_list(o[c.CHAIN_SHA256])))
+        for o in run.observations[[c.OBSERVATION_ID, c.HOST, c.PORT, c.PROBE, c.CHAIN_SHA256]].to_dict("records")
+    }
     rows = []
-    for pair in pairs.to_dict("records"):
-        key, obs_id = str(pair[PROFILE]), int(pair[c.OBSERVATION_ID])
-        if key not in profiles or obs_id not in obs.index:
-            continue
-        profile, observation = profiles[key], obs.loc[obs_id]
-        chain_fps = tuple(_list(observation[c.CHAIN_SHA256]))
+    for key, obs_id in zip(pairs[PROFILE].astype(str), pairs[c.OBSERVATION_ID], strict=True):
+        obs_id = int(obs_id)
+        if key not in profiles or obs_id not in observations:
+            continue  # e.g. coverage's "not-applicable" row (observation_id -1)
+        profile = profiles[key]
+        host, port, probe, chain_fps = observations[obs_id]
         if not chain_fps:
             continue
         served = [certs[fp] for fp in chain_fps if fp in certs]
         builder = str(profile.get("path_builder") or "modern")
-        host = str(observation[c.HOST])
         memo_key = (chain_fps, store_fps.get(key, ()), host, builder)
         result = memo.get(memo_key)
         if result is None:
@@ -463,7 +465,7 @@ def chain_break_dates(
             memo[memo_key] = result
         rows.append({
             PROFILE: key, DEVICES: int(profile.get("devices", 0) or 0), c.OBSERVATION_ID: obs_id,
-            c.HOST: host, c.PORT: int(observation[c.PORT]), c.PROBE: str(observation[c.PROBE]),
+            c.HOST: host, c.PORT: port, c.PROBE: probe,
             c.KEY_TYPE: _leaf_key_type(served), VALID_AT_AS_OF: result.valid_at_as_of,
             BREAK_DATE: result.break_date, PATH_SHA256: list(result.path_sha256),
             LAST_PATH_SHA256: list(result.last_path_sha256), BREAK_CAUSE_SHA256: ";".join(result.cause_sha256),
@@ -507,37 +509,40 @@ def break_dates(
     if chain_breaks is None:
         chain_breaks = chain_break_dates(run, inventory, anchors, as_of=as_of, horizon_years=horizon_years,
                                          coverage=coverage)
-    per_profile = {key: frame for key, frame in chain_breaks.groupby(PROFILE, observed=True, sort=False)}
+    per_profile: dict[str, list[dict[str, Any]]] = {}
+    for record in chain_breaks.to_dict("records"):
+        per_profile.setdefault(str(record[PROFILE]), []).append(record)
     rows = []
     for profile in inventory.profiles.to_dict("records"):
         key = str(profile["profile_key"])
         base = {PROFILE: key, DEVICES: int(profile.get("devices", 0) or 0),
                 GROUPS: [str(g) for g in _list(profile.get("groups"))]}
-        mine = per_profile.get(key)
-        if mine is None or mine.empty:
+        mine = per_profile.get(key, [])
+        if not mine:
             rows.append({**base, STATE: BreakState.NO_CHAINS.value, CHAINS: 0, CHAINS_VALID: 0})
             continue
-        valid = mine[mine[VALID_AT_AS_OF]]
-        breaking = valid[valid[BREAK_DATE].notna()].sort_values([BREAK_DATE, c.HOST, c.PROBE], kind="stable")
-        if valid.empty:
-            state, dark = BreakState.BROKEN, None
+        valid = [r for r in mine if r[VALID_AT_AS_OF]]
+        invalid = [r for r in mine if not r[VALID_AT_AS_OF]]
+        breaking = sorted((r for r in valid if not pd.isna(r[BREAK_DATE])),
+                          key=lambda r: (r[BREAK_DATE], str(r[c.HOST]), str(r[c.PROBE])))
+        dark = None
+        if not valid:
+            state = BreakState.BROKEN
         else:
-            state = BreakState.PARTLY_BROKEN if len(valid) < len(mine) else (
-                BreakState.BREAKS if not breaking.empty else BreakState.OK)
-            dark = valid[BREAK_DATE].max() if valid[BREAK_DATE].notna().all() else None
-        first = breaking.iloc[0] if not breaking.empty else None
+            state = BreakState.PARTLY_BROKEN if invalid else (BreakState.BREAKS if breaking else BreakState.OK)
+            if len(breaking) == len(valid):
+                dark = max(r[BREAK_DATE] for r in breaking)  # the last valid path is gone
+        first = breaking[0] if breaking else None
+        reason = str(first[BREAK_REASON]) if first else (str(invalid[0][BREAK_REASON]) if invalid else "")
         rows.append({
             **base, STATE: state.value, CHAINS: len(mine), CHAINS_VALID: len(valid),
-            BREAK_DATE: first[BREAK_DATE] if first is not None else None,
-            DARK_DATE: dark,
-            FIRST_BREAK_HOST: str(first[c.HOST]) if first is not None else "",
-            FIRST_BREAK_PROBE: str(first[c.PROBE]) if first is not None else "",
-            LAST_PATH_SHA256: list(first[LAST_PATH_SHA256]) if first is not None else [],
-            BREAK_CAUSE_SHA256: str(first[BREAK_CAUSE_SHA256]) if first is not None else "",
-            BREAK_CAUSE_NAME: str(first[BREAK_CAUSE_NAME]) if first is not None else "",
-            BREAK_REASON: str(first[BREAK_REASON]) if first is not None else (
-                str(mine[~mine[VALID_AT_AS_OF]].iloc[0][BREAK_REASON]) if state is not BreakState.OK
-                and not mine[~mine[VALID_AT_AS_OF]].empty else ""),
+            BREAK_DATE: first[BREAK_DATE] if first else None, DARK_DATE: dark,
+            FIRST_BREAK_HOST: str(first[c.HOST]) if first else "",
+            FIRST_BREAK_PROBE: str(first[c.PROBE]) if first else "",
+            LAST_PATH_SHA256: list(first[LAST_PATH_SHA256]) if first else [],
+            BREAK_CAUSE_SHA256: str(first[BREAK_CAUSE_SHA256]) if first else "",
+            BREAK_CAUSE_NAME: str(first[BREAK_CAUSE_NAME]) if first else "",
+            BREAK_REASON: reason,
         })
     frame = c.typed_frame(rows, BREAK_DATE_COLUMNS)
     for col in (FIRST_BREAK_HOST, FIRST_BREAK_PROBE, BREAK_CAUSE_SHA256, BREAK_CAUSE_NAME, BREAK_REASON):

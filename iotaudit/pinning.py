@@ -739,6 +739,9 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
     expired pin set (``enforced`` False) so the owner sees what re-enabling it
     would do; :func:`ranked_risks` does not count them as outages.
 
+    Scenario chains are computed once per distinct (chain, store, path builder)
+    and shared by every profile that has them.
+
     Args:
         run: The run (:class:`iotaudit.store.Run`).
         inventory: The inventory (:class:`iotaudit.inventory.Inventory`); its ``profiles``
@@ -751,32 +754,35 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
         A frame with the columns of :data:`PIN_RISK_COLUMNS`; profiles without pins have no rows.
     """
     as_of = _as_utc(as_of)
+    pinned = [p for p in inventory.profiles.to_dict("records") if _list(p.get("pins"))]
+    if not pinned:
+        return c.typed_frame([], PIN_RISK_COLUMNS)
     known = KnownCertificates.from_run(run, anchors)
-    observations = run.observations.set_index(c.OBSERVATION_ID, drop=False)
+    index = _Index(run, coverage, known)
+    scenario_memo: dict[tuple[Any, ...], tuple[Chain, Chain]] = {}
     rows: list[dict[str, Any]] = []
-    for profile in inventory.profiles.to_dict("records"):
-        texts = _list(profile.get("pins"))
-        if not texts:
-            continue
+    for profile in pinned:
         key = str(profile["profile_key"])
         devices = int(profile.get("devices", 0) or 0)
         groups = [str(g) for g in _list(profile.get("groups"))]
-        scope_text = str(profile.get("pin_scope") or PinScope.ANY.value)
         try:
-            scope = PinScope(scope_text)
+            scope = PinScope(str(profile.get("pin_scope") or PinScope.ANY.value))
         except ValueError:
             scope = PinScope.ANY
+        builder = str(profile.get("path_builder") or "modern")
         expiry = profile.get("pin_expiry")
         expired = expiry is not None and not pd.isna(expiry) and pd.Timestamp(expiry) < pd.Timestamp(as_of)
         parsed: list[tuple[str, Pin | None, str]] = []
-        for text in texts:
+        for text in _list(profile.get("pins")):
             try:
                 parsed.append((text, parse_pin(text), ""))
             except PinError as err:
                 parsed.append((text, None, err.reason))
         pins = [p for _, p, _ in parsed if p is not None]
-        anchor_fps = frozenset(cert_sha256(a) for a in anchors.get(key, ()))
-        chains = _profile_chains(coverage, key, observations, known)
+        profile_anchors = list(anchors.get(key, ()))
+        anchor_fps = frozenset(cert_sha256(a) for a in profile_anchors)
+        store_key = tuple(sorted(anchor_fps))
+        chains = index.valid_chains(key)
         set_flags: list[str] = []
         if len(pins) < 2 or _no_backup(pins, known):
             set_flags.append(PinFlag.NO_BACKUP.value)
@@ -788,12 +794,18 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
             set_flags.append(PinFlag.NO_MATCH_TODAY.value)
         after: dict[Scenario, list[tuple[Chain, Chain]]] = {}
         for scenario in Scenario:
-            after[scenario] = [
-                apply_scenario(scenario, s, p, known, anchors=anchor_fps,
-                               counterpart=_counterpart(run, coverage, key, obs, anchors.get(key, ()), profile, known, as_of)
-                               if scenario is Scenario.KEY_TYPE_SWITCH else None)
-                for obs, s, p in chains
-            ]
+            results = []
+            for obs, served, path in chains:
+                counterpart = None
+                if scenario is Scenario.KEY_TYPE_SWITCH:
+                    counterpart = index.counterpart(key, obs, store_key, profile_anchors, builder, as_of)
+                memo_key = (scenario, tuple(x.sha256 for x in served), tuple(x.sha256 for x in path), store_key,
+                            None if counterpart is None else tuple(x.sha256 for part in counterpart for x in part))
+                if memo_key not in scenario_memo:
+                    scenario_memo[memo_key] = apply_scenario(scenario, served, path, known, anchors=anchor_fps,
+                                                             counterpart=counterpart)
+                results.append(scenario_memo[memo_key])
+            after[scenario] = results
         set_today = [pin_set_matches_chain(pins, scope, s, p) for _, s, p in chains]
         for text, pin, reason in parsed:
             flags = list(set_flags)
@@ -827,72 +839,82 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
     return c.typed_frame(rows, PIN_RISK_COLUMNS)
 
 
-def _served_chain(observations: pd.DataFrame, observation_id: int, known: KnownCertificates) -> Chain:
-    if observation_id not in observations.index:
-        return ()
-    return tuple(known.require(fp) for fp in _list(observations.at[observation_id, c.CHAIN_SHA256]))
+class _Index:
+    """The run's observations and the coverage frame as dictionaries, built once per :func:`pin_risks` call."""
+
+    def __init__(self, run: Any, coverage: pd.DataFrame | None, known: KnownCertificates) -> None:
+        self.run = run
+        self.known = known
+        obs = run.observations
+        ok = obs[c.STATUS].astype(str).isin(c.CHAIN_STATUSES)
+        self.chain: dict[int, Chain] = {}
+        self.host: dict[int, str] = {}
+        self.endpoint: dict[int, tuple[str, int]] = {}
+        self.by_endpoint: dict[tuple[str, int], list[int]] = {}
+        for obs_id, host, port, chain, has_chain in zip(obs[c.OBSERVATION_ID], obs[c.HOST], obs[c.PORT],
+                                                        obs[c.CHAIN_SHA256], ok, strict=True):
+            obs_id = int(obs_id)
+            self.chain[obs_id] = tuple(known.require(fp) for fp in _list(chain))
+            self.host[obs_id] = str(host)
+            self.endpoint[obs_id] = (str(host), int(port))
+            if has_chain and self.chain[obs_id]:
+                self.by_endpoint.setdefault((str(host), int(port)), []).append(obs_id)
+        self.valid: dict[str, list[tuple[int, Chain, Chain]]] = {}
+        self.path: dict[tuple[str, int], Chain] = {}
+        if coverage is not None and not coverage.empty:
+            for profile, obs_id, valid, path in zip(coverage[PROFILE].astype(str), coverage[c.OBSERVATION_ID],
+                                                    coverage["valid"].astype(bool), coverage["path_sha256"],
+                                                    strict=True):
+                obs_id = int(obs_id)
+                if obs_id not in self.chain:
+                    continue  # e.g. the "not-applicable" row (observation_id -1)
+                chain_path = tuple(known.require(fp) for fp in _list(path)) if valid else ()
+                self.path[(profile, obs_id)] = chain_path
+                if valid:
+                    self.valid.setdefault(profile, []).append((obs_id, self.chain[obs_id], chain_path))
+        self._counterparts: dict[tuple[Any, ...], tuple[Chain, Chain] | None] = {}
+
+    def valid_chains(self, profile: str) -> list[tuple[int, Chain, Chain]]:
+        """(observation_id, served, validated path) of every chain the profile validates today."""
+        return self.valid.get(profile, [])
+
+    def counterpart(self, profile: str, obs_id: int, store_key: tuple[str, ...],
+                    profile_anchors: Sequence[x509.Certificate], builder: str,
+                    as_of: datetime) -> tuple[Chain, Chain] | None:
+        """The other key type's chain from the same endpoint, with this store's path through it (memoised)."""
+        memo_key = (obs_id, store_key, builder)
+        if memo_key in self._counterparts:
+            return self._counterparts[memo_key]
+        result = None
+        served_now = self.chain.get(obs_id, ())
+        if served_now:
+            for other in self.by_endpoint.get(self.endpoint[obs_id], []):
+                served = self.chain[other]
+                if served[0].key_type == served_now[0].key_type:
+                    continue
+                if (profile, other) in self.path:
+                    result = (served, self.path[(profile, other)])
+                else:
+                    result = (served, _validate_path(served, profile_anchors, self.host[other], builder,
+                                                     self.known, as_of))
+                break
+        self._counterparts[memo_key] = result
+        return result
 
 
-def _profile_chains(coverage: pd.DataFrame, key: str, observations: pd.DataFrame,
-                    known: KnownCertificates) -> list[tuple[int, Chain, Chain]]:
-    """(observation_id, served, validated path) of every chain the profile validates today."""
-    if coverage is None or coverage.empty:
-        return []
-    mine = coverage[(coverage[PROFILE].astype(str) == key) & coverage["valid"].astype(bool)]
-    out = []
-    for row in mine.to_dict("records"):
-        obs = int(row[c.OBSERVATION_ID])
-        path = tuple(known.require(fp) for fp in _list(row.get("path_sha256")))
-        out.append((obs, _served_chain(observations, obs, known), path))
-    return out
-
-
-def _counterpart(run: Any, coverage: pd.DataFrame, key: str, observation_id: int,
-                 profile_anchors: Sequence[x509.Certificate], profile: Mapping[str, Any],
-                 known: KnownCertificates, as_of: datetime) -> tuple[Chain, Chain] | None:
-    """The other key type's chain from the same endpoint, with this profile's path through it."""
-    obs = run.observations
-    this = obs.loc[obs[c.OBSERVATION_ID] == observation_id]
-    if this.empty:
-        return None
-    row = this.iloc[0]
-    served_now = _list(row[c.CHAIN_SHA256])
-    if not served_now:
-        return None
-    leaf_now = known.get(served_now[0])
-    if leaf_now is None:
-        return None
-    same_endpoint = obs[(obs[c.HOST] == row[c.HOST]) & (obs[c.PORT] == row[c.PORT])
-                        & obs[c.STATUS].astype(str).isin(c.CHAIN_STATUSES)]
-    for other in same_endpoint.to_dict("records"):
-        chain = _list(other[c.CHAIN_SHA256])
-        first = known.get(chain[0]) if chain else None
-        if first is None or first.key_type == leaf_now.key_type:
-            continue
-        served = tuple(known.require(fp) for fp in chain)
-        covered = coverage[(coverage[PROFILE].astype(str) == key)
-                           & (coverage[c.OBSERVATION_ID] == other[c.OBSERVATION_ID])] if not coverage.empty else coverage
-        if not covered.empty:
-            hit = covered.iloc[0]
-            path = tuple(known.require(fp) for fp in _list(hit.get("path_sha256"))) if bool(hit["valid"]) else ()
-            return served, path
-        return served, _validate_path(served, profile_anchors, str(other[c.HOST]), profile, known, as_of)
-    return None
-
-
-def _validate_path(served: Chain, profile_anchors: Sequence[x509.Certificate], host: str,
-                   profile: Mapping[str, Any], known: KnownCertificates, as_of: datetime) -> Chain:
+def _validate_path(served: Chain, profile_anchors: Sequence[x509.Certificate], host: str, builder: str,
+                   known: KnownCertificates, as_of: datetime) -> Chain:
     """Validate a chain the profile does not meet today (e.g. its TLS stack lacks that key type)."""
     from .coverage import PathBuilder, validate_chain  # analysis core; imported late to keep this module light
 
     certs = [s.certificate for s in served]
-    if not certs or any(cert is None for cert in certs):
+    if not certs or any(cert is None for cert in certs) or not profile_anchors:
         return ()
     try:
-        builder = PathBuilder(str(profile.get("path_builder") or PathBuilder.MODERN.value))
+        path_builder = PathBuilder(builder)
     except ValueError:
-        builder = PathBuilder.MODERN
-    verdict = validate_chain(certs, list(profile_anchors), host=host, as_of=as_of, path_builder=builder)
+        path_builder = PathBuilder.MODERN
+    verdict = validate_chain(certs, list(profile_anchors), host=host, as_of=as_of, path_builder=path_builder)
     if not verdict.valid:
         return ()
     return tuple(known.require(fp) for fp in verdict.path_sha256)
