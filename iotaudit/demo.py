@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pandas import option_context
 
     from .cli import main as cli_main
-    from .collect import collect, summarize
+    from .collect import collect, format_summary, summarize
     from .lab import Lab
     from .store import write_run
 
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_run(run, args.run, overwrite=True)
     print(f"lab stopped; run written to {args.run}")
     with option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 70):
-        print(summarize(run).to_string(index=False))
+        print(format_summary(summarize(run)).to_string(index=False))
     if args.no_report:
         return 0
     status = cli_main(["report", "--run", str(args.run), "--inventory", str(args.inventory),

@@ -625,6 +625,9 @@ def _served(endpoint: _Endpoint) -> dict[str, list[str]]:
 # Servers: one asyncio loop in a background thread
 # --------------------------------------------------------------------------
 
+LINGER_SECONDS = 2.0  # how long a failed handshake waits for the client to close first
+
+
 class _Connection(asyncio.Protocol):
     """One accepted connection of a lab endpoint.
 
@@ -645,6 +648,7 @@ class _Connection(asyncio.Protocol):
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.handshaken = False
+        self.failed = False
         self.dripped = 0
         self.timer: asyncio.TimerHandle | None = None
 
@@ -668,8 +672,8 @@ class _Connection(asyncio.Protocol):
                 self.dripped = 1
                 self.transport.write(GARBAGE)  # then keep the socket open until the client leaves
             return
-        if self.behaviour != "tls" or self.tls is None:
-            return  # silent and slow-drip ignore what the client says
+        if self.behaviour != "tls" or self.tls is None or self.failed:
+            return  # silent and slow-drip ignore what the client says; so does a failed handshake
         self.incoming.write(data)
         try:
             if not self.handshaken:
@@ -685,7 +689,7 @@ class _Connection(asyncio.Protocol):
             pass
         except (ssl.SSLError, OSError, ValueError):
             self._flush()  # the alert OpenSSL wrote goes out before the close
-            self.close()
+            self._linger()
             return
         # read() returned b"" (or raised SSLZeroReturnError): the client's close_notify.
         # Answer it, as RFC 8446 section 6.1 asks, then close.
@@ -719,6 +723,22 @@ class _Connection(asyncio.Protocol):
         self.transport.write(DRIP[self.dripped:self.dripped + 1] if self.dripped < len(DRIP) else b"\x00")
         self.dripped += 1
         self.owner.loop.call_later(DRIP_INTERVAL_SECONDS, self._drip)
+
+    def _linger(self) -> None:
+        """After a fatal alert: half-close and let the client close first.
+
+        Closing at once while the client's next flight is still arriving makes
+        the kernel answer with a TCP RST, which can overtake the alert on a busy
+        machine; the client would then see a reset instead of handshake_failure.
+        """
+        self.failed = True
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._rearm(LINGER_SECONDS)
+        else:
+            self.close()
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

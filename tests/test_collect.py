@@ -215,6 +215,13 @@ def test_expired_intermediate_chain_is_captured(lab_run) -> None:
     assert expired and expired[0] != obs[c.CHAIN_SHA256][0]  # an intermediate, not the leaf, has expired
 
 
+def test_rsa_only_endpoints_answer_ecdsa_probes_with_no_shared_cipher(lab_run) -> None:
+    # The lab sends handshake_failure and lets the client close first, so the
+    # alert is read even when many handshakes run at once.
+    for label in ("legacy", "expired-intermediate"):
+        assert _obs(lab_run, label, "ecdsa-tls12")[c.STATUS] == "no-shared-cipher"
+
+
 def test_missing_intermediate_chain_has_length_one(lab_run) -> None:
     for probe_value in ("rsa-tls12", "ecdsa-tls12"):
         obs = _obs(lab_run, "missing-intermediate", probe_value)
