@@ -43,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       parameters={"source": "iotaudit demo lab"})
         write_run(run, args.run, overwrite=True)
     print(f"lab stopped; run written to {args.run}")
-    with option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 70):
-        print(format_summary(summarize(run)).to_string(index=False))
+    with option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 80):
+        print(format_summary(summarize(run)))
     if args.no_report:
         return 0
     status = cli_main(["report", "--run", str(args.run), "--inventory", str(args.inventory),
