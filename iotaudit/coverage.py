@@ -370,6 +370,7 @@ def validate_chain(
     host: str | None,
     as_of: datetime,
     path_builder: PathBuilder | str = PathBuilder.MODERN,
+    explain: bool = True,
 ) -> PathVerdict:
     """Validate one served chain against one trust store at ``as_of``, like a device would.
 
@@ -383,6 +384,8 @@ def validate_chain(
             the name check (e.g. to validate a CA certificate as end entity).
         as_of: When to validate (tz-aware).
         path_builder: :class:`PathBuilder` of the device's TLS stack.
+        explain: Work out a plain-words reason on failure (costs signature checks);
+            False gives the verifier's own message (used when only validity matters).
 
     Returns:
         A :class:`PathVerdict`; a chain that does not validate is a verdict
@@ -409,6 +412,8 @@ def validate_chain(
         try:
             chain = _verify(served[0], untrusted, store, host, as_of)
         except VerificationError as err:
+            if not explain:
+                return PathVerdict(False, reason=f"rejected by the path validator: {err}")
             return PathVerdict(False, reason=_explain([served[0], *untrusted], store, host, as_of, str(err)))
     fps = tuple(cert_sha256(cert) for cert in chain)
     return PathVerdict(True, anchor_sha256=fps[-1], path_sha256=fps)
@@ -562,17 +567,17 @@ class ChainValidator:
 
     def validate(
         self, served: Sequence[str], store: Iterable[str], *, host: str | None, as_of: datetime,
-        path_builder: PathBuilder | str,
+        path_builder: PathBuilder | str, explain: bool = True,
     ) -> PathVerdict:
         """:func:`validate_chain` on certificates given by SHA-256, memoised."""
         store_key = frozenset(store)
-        key = (tuple(served), store_key, host, as_of, str(path_builder))
+        key = (tuple(served), store_key, host, as_of, str(path_builder), explain)
         hit = self._cache.get(key)
         if hit is None:
             self.calls += 1
             hit = validate_chain(
                 [self.certificates[s] for s in served], [self.certificates[s] for s in sorted(store_key)],
-                host=host, as_of=as_of, path_builder=path_builder,
+                host=host, as_of=as_of, path_builder=path_builder, explain=explain,
             )
             self._cache[key] = hit
         return hit
@@ -913,6 +918,8 @@ def analyse_coverage(
         validator.add([e.certificate])
     obs = chain_observations(run)
     obs_chains = [tuple(str(s) for s in ch) for ch in obs[c.CHAIN_SHA256]]
+    obs_rows = obs[[c.OBSERVATION_ID, c.HOST, c.PORT, c.REGION, c.PROBE, c.KEY_TYPE]].astype(
+        {c.HOST: str, c.REGION: str, c.PROBE: str, c.KEY_TYPE: str}).to_dict("records")
     later = as_of + timedelta(days=at_risk_days)
     legacy_keys = {e.spki_sha256 for e in catalog.entries if e.status is CatalogStatus.LEGACY}
     no_cross: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -939,19 +946,20 @@ def analyse_coverage(
                          VERDICT: Verdict.NOT_APPLICABLE.value, RISKS: []})
             continue
         for i in idx:
-            o = obs.iloc[i]
+            o = obs_rows[i]
             host = str(o[c.HOST])
             verdict = validator.validate(obs_chains[i], store, host=host, as_of=as_of, path_builder=builder)
             risks: list[str] = []
             if verdict.valid:
-                if not validator.validate(obs_chains[i], store, host=host, as_of=later, path_builder=builder).valid:
+                if not validator.validate(obs_chains[i], store, host=host, as_of=later, path_builder=builder,
+                                          explain=False).valid:
                     risks.append(RISK_EXPIRES_SOON)
                 anchor_cert = validator.certificates[verdict.anchor_sha256]
                 if spki_of(anchor_cert) in legacy_keys:
                     risks.append(RISK_LEGACY_ANCHOR)
                 bare = stripped(obs_chains[i])
                 if bare != obs_chains[i] and not validator.validate(
-                        bare, store, host=host, as_of=as_of, path_builder=builder).valid:
+                        bare, store, host=host, as_of=as_of, path_builder=builder, explain=False).valid:
                     risks.append(RISK_NEEDS_CROSS_SIGN)
             kind = Verdict.BROKEN if not verdict.valid else (Verdict.AT_RISK if risks else Verdict.COVERED)
             rows.append({
@@ -980,7 +988,7 @@ def analyse_coverage(
         builder = PathBuilder(prow["path_builder"])
         store = validator.add(anchors[key])
         questions: dict[Scenario, tuple[tuple[str, ...], list[tuple[tuple[str, ...], str | None]], dict[str, str]]] = {}
-        today = [(obs_chains[i], str(obs.iloc[i][c.HOST])) for i in met_by_profile[key]]
+        today = [(obs_chains[i], str(obs_rows[i][c.HOST])) for i in met_by_profile[key]]
         questions[Scenario.TODAY] = (store, today, candidates_real)
         questions[Scenario.NO_CROSS_SIGN] = (store, [(stripped(ch), h) for ch, h in today], candidates_real)
         shadow_store = validator.add(hypothetical.map_store(anchors[key]))
@@ -999,7 +1007,7 @@ def analyse_coverage(
                 failing += 1
                 fix = {
                     name for name, sha in candidates.items() if sha not in base and validator.validate(
-                        chain, (*base, sha), host=host, as_of=as_of, path_builder=builder).valid
+                        chain, (*base, sha), host=host, as_of=as_of, path_builder=builder, explain=False).valid
                 }
                 fixers.append(fix)
                 if not fix:
