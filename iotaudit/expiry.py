@@ -376,31 +376,18 @@ def chain_break(
 # --- which chains each profile meets -------------------------------------------------------
 
 
-def _met_pairs(run: Any, inventory: Any, anchors: Mapping[str, Sequence[x509.Certificate]], as_of: datetime,
-               coverage: pd.DataFrame | None) -> pd.DataFrame:
-    """(profile, observation_id) pairs: from ``coverage`` when given, else from coverage.meets."""
+def _met_pairs(run: Any, inventory: Any, coverage: pd.DataFrame | None) -> pd.DataFrame:
+    """(profile, observation_id) pairs: from ``coverage`` when given, else from :func:`iotaudit.coverage.meets`."""
     if coverage is not None:
         return coverage[[PROFILE, c.OBSERVATION_ID]].astype({PROFILE: "string"})
-    from . import coverage as cov
+    from .coverage import chain_observations, meets
 
-    if hasattr(cov, "meets"):
-        pairs = []
-        obs = run.observations
-        for row in inventory.profiles.to_dict("records"):
-            mask = cov.meets(row, obs) if _meets_takes_two() else cov.meets(row, obs, run)
-            for obs_id in obs.loc[pd.Series(mask, index=obs.index).astype(bool), c.OBSERVATION_ID]:
-                pairs.append({PROFILE: str(row["profile_key"]), c.OBSERVATION_ID: int(obs_id)})
-        return pd.DataFrame(pairs, columns=[PROFILE, c.OBSERVATION_ID])
-    frame = cov.coverage(run, inventory, as_of=as_of)
-    return frame[[PROFILE, c.OBSERVATION_ID]].astype({PROFILE: "string"})
-
-
-def _meets_takes_two() -> bool:
-    import inspect
-
-    from . import coverage as cov
-
-    return len(inspect.signature(cov.meets).parameters) <= 2
+    obs = chain_observations(run)
+    pairs = []
+    for row in inventory.profiles.to_dict("records"):
+        for obs_id in obs.loc[meets(row, obs), c.OBSERVATION_ID]:
+            pairs.append({PROFILE: str(row["profile_key"]), c.OBSERVATION_ID: int(obs_id)})
+    return pd.DataFrame(pairs, columns=[PROFILE, c.OBSERVATION_ID])
 
 
 # --- per profile x chain and per profile --------------------------------------------------------
@@ -433,7 +420,7 @@ def chain_break_dates(
         One row per profile x observation, columns :data:`CHAIN_BREAK_COLUMNS`.
     """
     as_of = _utc(as_of)
-    pairs = _met_pairs(run, inventory, anchors, as_of, coverage)
+    pairs = _met_pairs(run, inventory, coverage)
     catalog = _catalog(run)
     certs = _run_certificates(run)
     profiles = {str(p["profile_key"]): p for p in inventory.profiles.to_dict("records")}

@@ -652,29 +652,62 @@ def _intermediate_change(served: Chain, path: Chain, known: KnownCertificates) -
 
 
 def _issuer_change(served: Chain, path: Chain, known: KnownCertificates, anchors: frozenset[str]) -> tuple[Chain, Chain]:
-    base = path or served
-    for index in range(1, len(base)):
-        cert = base[index]
-        twins = known.twins(cert)
-        if not twins:
+    """Swap the lowest certificate above the leaf that has a same-key twin, in the path and in the served chain.
+
+    The path and the served chain are changed independently, because they
+    often hold different copies today: AWS serves the Starfield cross-signed
+    Amazon Root CA 1 while a modern device anchors the path at its own
+    self-signed copy.  After the change the served copy has flipped (the
+    cross-sign is no longer sent, or is sent where it was not) and so has the
+    anchored one.  Servers send a cross-signed copy with its non-self-signed
+    issuers and never a self-signed root (RFC 8446 section 4.4.2: the root
+    "MAY be omitted"; AWS omits it).
+    """
+    new_path = path
+    path_twin: CertIdentity | None = None
+    for index in range(1, len(path)):
+        twin = _pick_twin(path[index], known, anchors)
+        if twin is not None:
+            new_path = path[:index] + (twin,) + tuple(known.upward(twin, prefer=anchors))
+            path_twin = twin
+            break
+    for index in range(1, len(served)):
+        cert = served[index]
+        twin = _pick_twin(cert, known, anchors)
+        if twin is None:
             continue
-        twins.sort(key=lambda t: (t.self_signed == cert.self_signed, t.sha256 not in anchors, t.name))
-        twin = twins[0]
-        above = known.upward(twin, prefer=anchors)
-        new_path = base[:index] + (twin,) + tuple(above) if path else ()
-        # Servers send the cross-signed copy and its non-self-signed issuers, never a self-signed
-        # root (RFC 8446 section 4.4.2: the root "MAY be omitted"; AWS omits it).
-        dropped = {x.sha256 for x in base[index + 1:]} | {cert.sha256}
-        sent = [] if twin.self_signed else [twin, *(a for a in above if not a.self_signed)]
-        kept = [s for s in served if s.sha256 not in dropped]
-        position = next((i for i, s in enumerate(served) if s.sha256 == cert.sha256), None)
-        if position is None:
-            new_served = kept + sent
-        else:
-            before = sum(1 for s in served[:position] if s.sha256 not in dropped)
-            new_served = kept[:before] + sent + kept[before:]
-        return tuple(new_served), new_path
-    return served, path
+        above = _served_issuers(cert, served, known)
+        sent = [] if twin.self_signed else [twin, *(a for a in known.upward(twin, prefer=anchors) if not a.self_signed)]
+        rest = tuple(s for s in served[index + 1:] if s.sha256 not in above)
+        return served[:index] + tuple(sent) + rest, new_path
+    if path_twin is not None and not path_twin.self_signed:
+        served_fps = {s.sha256 for s in served}
+        sent = [path_twin, *(a for a in known.upward(path_twin, prefer=anchors) if not a.self_signed)]
+        return served + tuple(x for x in sent if x.sha256 not in served_fps), new_path
+    return served, new_path
+
+
+def _pick_twin(cert: CertIdentity, known: KnownCertificates, anchors: frozenset[str]) -> CertIdentity | None:
+    """The other-issuer copy of ``cert``'s key: opposite self-signedness first, then a trusted one."""
+    twins = known.twins(cert)
+    if not twins:
+        return None
+    twins.sort(key=lambda t: (t.self_signed == cert.self_signed, t.sha256 not in anchors, t.name))
+    return twins[0]
+
+
+def _served_issuers(cert: CertIdentity, served: Chain, known: KnownCertificates) -> set[str]:
+    """SHA-256 of the served certificates that certify ``cert``, transitively (sent only because of it)."""
+    by_fp = {s.sha256: s for s in served}
+    out: set[str] = set()
+    frontier = [cert]
+    while frontier:
+        current = frontier.pop()
+        for issuer in known.issuers_of(current):
+            if issuer.sha256 in by_fp and issuer.sha256 not in out and issuer.sha256 != cert.sha256:
+                out.add(issuer.sha256)
+                frontier.append(by_fp[issuer.sha256])
+    return out
 
 
 def _catalog_chain(known: KnownCertificates, key: str, status: CatalogStatus, label: str,

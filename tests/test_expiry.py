@@ -453,3 +453,10 @@ def test_lab_break_dates_hold_when_revalidated(lab_run, tmp_path) -> None:
     assert set(frame["profile"]) == {"modern", "legacy"}
     curve = expiry.cliff(frame, as_of=as_of)
     assert curve["devices_connected"].iloc[-1] <= curve["devices_connected"].iloc[0]
+
+
+def test_break_dates_without_coverage_finds_the_same_chains(fleet) -> None:
+    given = expiry.break_dates(fleet["run"], fleet["inventory"], fleet["anchors"], as_of=AS_OF,
+                               coverage=fleet["coverage"])
+    derived = expiry.break_dates(fleet["run"], fleet["inventory"], fleet["anchors"], as_of=AS_OF)
+    pd.testing.assert_frame_equal(given, derived)

@@ -242,6 +242,18 @@ def test_issuer_change_swaps_self_signed_for_cross_signed(pki) -> None:
     assert pin_matches_chain(spki(i["root1"]), "any", new_served, new_path)
 
 
+def test_issuer_change_flips_the_served_and_the_anchored_copy_independently(pki) -> None:
+    """AWS serves the cross-signed copy while the device anchors at its self-signed copy: both flip."""
+    i = pki["id"]
+    served, path = (i["rsa_leaf"], i["m01"], i["cross1"]), (i["rsa_leaf"], i["m01"], i["root1"])
+    new_served, new_path = apply_scenario("issuer-change", served, path, pki["known"])
+    assert new_served == (i["rsa_leaf"], i["m01"])                     # the cross-sign is no longer sent
+    assert new_path == (i["rsa_leaf"], i["m01"], i["cross1"], i["signer"])
+    assert pin_matches_chain(whole(i["cross1"]), "served", served, path)
+    assert not pin_matches_chain(whole(i["cross1"]), "served", new_served, new_path)
+    assert pin_matches_chain(spki(i["root1"]), "any", new_served, new_path)
+
+
 def test_key_type_switch_uses_the_other_chain(pki) -> None:
     i = pki["id"]
     served, path = served_and_cross_path(pki)
@@ -314,6 +326,8 @@ def fleet(pki, tmp_path_factory):
          "pins": p(i["root1"])},
         {"profile": "whole-cert-cross", "devices": 30, "trust_store": "SFSRootCAG2", "key_types": "rsa",
          "pins": f"cert-sha256:{i['cross1'].sha256}", "pin_scope": "served"},
+        {"profile": "whole-cert-served-ca1-store", "devices": 5, "trust_store": "AmazonRootCA1", "key_types": "rsa",
+         "pins": f"cert-sha256:{i['cross1'].sha256}", "pin_scope": "served"},
         {"profile": "leaf-pinned", "devices": 40, "trust_store": "AmazonRootCA1", "key_types": "rsa",
          "pins": f"{p(i['rsa_leaf'])};cert-sha256:{i['rsa_leaf'].sha256}", "pin_scope": "leaf"},
         {"profile": "expired-set", "devices": 50, "trust_store": "AmazonRootCA1", "key_types": "rsa",
@@ -368,6 +382,11 @@ def test_whole_certificate_pin_on_the_cross_sign_breaks_on_issuer_change(fleet) 
     assert r["matches"] and r["breaks"] and r["set_breaks"]
     assert "whole-cert-under-two-issuers" in r["flags"]
     assert not row(fleet["risks"], "whole-cert-cross", "leaf-rekey")["breaks"]
+
+
+def test_served_whole_certificate_pin_breaks_when_aws_stops_sending_the_cross_sign(fleet) -> None:
+    r = row(fleet["risks"], "whole-cert-served-ca1-store", "issuer-change")
+    assert r["matches"] and r["breaks"] and r["set_breaks"]
 
 
 def test_leaf_pins_break_on_leaf_rekey(fleet) -> None:
