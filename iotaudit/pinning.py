@@ -997,8 +997,7 @@ def ranked_risks(pin_risks: pd.DataFrame) -> pd.DataFrame:
             note(row, str(row[SCENARIO]), [row[PIN]])
         for flag in flags:
             if flag in SEVERITY:
-                pin_level = flag in {PinFlag.WHOLE_CERT_UNDER_TWO_ISSUERS.value, PinFlag.MALFORMED.value}
-                note(row, flag, [row[PIN]] if pin_level else [])
+                note(row, flag, [row[PIN]])  # pin-level flags name their pin, set-level ones every pin of the set
     rows = []
     for entry in found.values():
         entry[SCORE] = entry[DEVICES] * entry[SEVERITY_COL]

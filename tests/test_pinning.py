@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from iotaudit import pinning
+from iotaudit.columns import typed_frame
 from iotaudit.catalog import CatalogRole, CatalogStatus, aws_catalog
 from iotaudit.certs import cert_sha1, cert_sha256, spki_pin, spki_sha256
 from iotaudit.coverage import validate_chain
@@ -432,10 +433,12 @@ def test_ranked_risks_orders_by_devices_times_severity(fleet) -> None:
     assert set(expired["risk"]) == {"pin-set-expired", "no-backup"}  # no outage counted for an expired set
     cross = ranked[(ranked["profile"] == "whole-cert-cross") & (ranked["risk"] == "issuer-change")]
     assert len(cross) == 1 and cross.iloc[0]["detail"].startswith("whole-cert-cross (30 devices)")
+    no_backup = ranked[(ranked["profile"] == "leaf-pinned") & (ranked["risk"] == "no-backup")].iloc[0]
+    assert len(no_backup["pins"]) == 2  # a set-level risk lists every pin of the set
 
 
 def test_ranked_risks_of_no_pins_is_empty() -> None:
-    empty = pinning.ranked_risks(pinning.pin_risks.__globals__["c"].typed_frame([], pinning.PIN_RISK_COLUMNS))
+    empty = pinning.ranked_risks(typed_frame([], pinning.PIN_RISK_COLUMNS))
     assert empty.empty and list(empty.columns) == list(pinning.RANKED_RISK_COLUMNS)
 
 
