@@ -20,7 +20,7 @@ Exit status of ``iotaudit report``: 0 when nothing crosses ``--fail-on``,
 from __future__ import annotations
 
 import argparse
-import base64
+import asyncio
 import html
 import io
 import json
@@ -713,6 +713,7 @@ def execute_notebook(source: str | Path, executed: str | Path, parameters: Mappi
     from papermill.exceptions import PapermillExecutionError
 
     source, executed = Path(source), Path(executed)
+    executed.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(
             str(source), str(executed), parameters=dict(parameters), kernel_name="python3",
@@ -858,8 +859,19 @@ def render_reports(
 
         def one(spec: NotebookSpec) -> tuple[str, float]:
             t = time.perf_counter()
-            executed = execute_notebook(nb_dir / f"{spec.name}.ipynb", tmp / f"{spec.name}.ipynb", params,
-                                        failed_dir=failed_dir, cwd=nb_dir)
+            # papermill (nbclient, via jupyter_core.utils.run_sync) runs its coroutines on the loop that
+            # jupyter_core.utils.ensure_event_loop keeps for this thread, and never closes it; a worker
+            # thread's loop would leak (ResourceWarning), so take that same loop and close it afterwards.
+            from jupyter_core.utils import ensure_event_loop
+
+            loop = ensure_event_loop()
+            try:
+                executed = execute_notebook(nb_dir / f"{spec.name}.ipynb", tmp / f"{spec.name}.ipynb", params,
+                                            failed_dir=failed_dir, cwd=nb_dir)
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+                asyncio.set_event_loop(None)
             page = notebook_to_html(executed, f"{params['title']} — {spec.title}")
             (tmp / f"{spec.name}.html").write_text(page, encoding="utf-8")
             return spec.name, time.perf_counter() - t

@@ -1,0 +1,298 @@
+"""The report set: rendering machinery, offline HTML, escaping, atomic output, exit statuses."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from iotaudit import cli
+from iotaudit.errors import ReportError
+from iotaudit.metrics import parse_metrics
+from iotaudit.reports import (
+    NOTEBOOKS,
+    FailOn,
+    Html,
+    Png,
+    crosses,
+    execute_notebook,
+    external_references,
+    notebook_to_html,
+    parse_as_of,
+    render_reports,
+    table,
+)
+from tests.fixtures.reportset import HOSTILE, INVENTORY, TITLE, report_set
+
+FIXTURES = Path(__file__).parent / "fixtures"
+IMG = re.compile(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+@pytest.fixture(scope="module")
+def rendered(lab_run, tmp_path_factory):
+    return report_set(lab_run, tmp_path_factory)
+
+
+def tiny_notebook_set(directory: Path, *, failing: str = "") -> Path:
+    """A notebook directory with the shipped names, each a copy of the tiny fixture (or the failing one)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for spec in NOTEBOOKS:
+        source = "tiny_fails.ipynb" if spec.name == failing else "tiny_ok.ipynb"
+        shutil.copy(FIXTURES / source, directory / f"{spec.name}.ipynb")
+    return directory
+
+
+# --- machinery, on tiny fixture notebooks --------------------------------------------------
+
+
+def test_failing_notebook_names_the_notebook_and_cell_and_keeps_it(tmp_path: Path):
+    with pytest.raises(ReportError) as caught:
+        execute_notebook(FIXTURES / "tiny_fails.ipynb", tmp_path / "run" / "tiny_fails.ipynb", {"divisor": 0},
+                         failed_dir=tmp_path / "failed")
+    err = caught.value
+    assert err.notebook.endswith("tiny_fails.ipynb")
+    assert err.cell == 5  # the 5th cell of the source notebook: `10 / divisor`
+    assert "ZeroDivisionError" in str(err) and "10 / divisor" in str(err)
+    kept = Path(err.executed)
+    assert kept == tmp_path / "failed" / "tiny_fails.ipynb" and str(kept) in str(err)
+    assert "papermill-error-cell-tag" in kept.read_text()
+
+
+def test_executed_notebook_renders_figure_and_escaped_table(tmp_path: Path):
+    executed = execute_notebook(FIXTURES / "tiny_ok.ipynb", tmp_path / "ok.ipynb", {"label": HOSTILE})
+    page = notebook_to_html(executed, "Tiny <title>")
+    assert "<title>Tiny &lt;title&gt;</title>" in page
+    assert len(IMG.findall(page)) == 1
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert HOSTILE not in page
+    assert "<script" not in page.lower()  # no require.js, MathJax or mermaid either
+    assert "label = " not in page  # code cells hidden
+
+
+def test_external_references_finds_a_cdn_script():
+    assert external_references('<script src="https://cdnjs.cloudflare.com/require.js"></script>')
+
+
+def test_external_references_finds_a_protocol_relative_stylesheet():
+    assert external_references('<link rel="stylesheet" href="//fonts.example.com/x.css">')
+
+
+def test_external_references_finds_css_url():
+    assert external_references("<style>body { background: url('http://example.com/a.png') }</style>")
+
+
+def test_external_references_finds_css_import():
+    assert external_references('<style>@import "https://example.com/a.css";</style>')
+
+
+def test_external_references_ignores_links_and_data_uris():
+    page = '<a href="https://docs.aws.amazon.com/iot/">AWS</a><img src="data:image/png;base64,AAAA">'
+    assert external_references(page) == []
+
+
+def test_table_escapes_values_and_keeps_only_chosen_columns():
+    frame = pd.DataFrame({"profile": [HOSTILE], "secret": ["x"], "devices": [3]})
+    markup = table(frame, {"profile": "Firmware profile", "devices": "Devices"})._repr_html_()
+    assert "&lt;script&gt;" in markup and HOSTILE not in markup
+    assert "secret" not in markup and "Firmware profile" in markup
+
+
+def test_table_says_when_rows_were_left_out():
+    markup = table(pd.DataFrame({"a": range(5)}), {"a": "A"}, limit=2).markup
+    assert "first 2 of 5 rows" in markup
+
+
+def test_png_rejects_non_png_bytes():
+    with pytest.raises(ValueError, match="not a PNG"):
+        Png(b"GIF89a")
+
+
+def test_html_rejects_non_text():
+    with pytest.raises(TypeError):
+        Html(b"<p>")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("counts", "fail_on", "expected"), [
+    ({"broken": 1, "at-risk": 0}, "broken", True),
+    ({"broken": 0, "at-risk": 5}, "broken", False),
+    ({"broken": 0, "at-risk": 5}, "at-risk", True),
+    ({"broken": 0, "at-risk": 0, "covered": 9}, "at-risk", False),
+    ({"broken": 9, "at-risk": 9}, "never", False),
+])
+def test_fail_on_thresholds(counts, fail_on, expected):
+    assert crosses(counts, FailOn(fail_on)) is expected
+
+
+def test_as_of_parsing():
+    default = pd.Timestamp("2025-01-01", tz="UTC").to_pydatetime()
+    assert parse_as_of("", default) == default
+    assert parse_as_of("2030-02-03", default).isoformat() == "2030-02-03T00:00:00+00:00"
+    assert parse_as_of("2030-02-03T04:05:06+02:00", default).isoformat() == "2030-02-03T02:05:06+00:00"
+
+
+def test_bad_as_of_is_a_report_error():
+    with pytest.raises(ReportError, match="not an ISO 8601 date"):
+        parse_as_of("next tuesday", pd.Timestamp("2025-01-01", tz="UTC").to_pydatetime())
+
+
+# --- the real report set, rendered once through the CLI ------------------------------------
+
+
+def test_report_set_files(rendered):
+    out = rendered["out"]
+    for spec in NOTEBOOKS:
+        assert (out / f"{spec.name}.html").is_file(), spec.name
+        assert (out / f"{spec.name}.ipynb").is_file(), spec.name
+    for name in ("index.html", "summary.json", "audit/summary.json", "audit/coverage.parquet", "audit/coverage.csv"):
+        assert (out / name).is_file(), name
+    assert not list(out.parent.glob(".report.partial-*"))
+
+
+def test_exit_status_1_when_devices_are_broken(rendered):
+    assert rendered["status"] == 1  # the fixture inventory has a VeriSign-only firmware on an ATS endpoint
+
+
+def test_summary_json_headline_numbers(rendered):
+    summary = json.loads((rendered["out"] / "summary.json").read_text())
+    assert summary["title"] == TITLE
+    assert summary["devices"] == 12
+    assert summary["devices_by_verdict"]["broken"] == 1
+    assert summary["devices_by_verdict"]["at-risk"] >= 1
+    assert sum(summary["devices_by_verdict"].values()) == 12
+    assert summary["threshold_crossed"] is True and summary["fail_on"] == "broken"
+    assert summary["earliest_break_date"]
+    assert set(summary["reports"]) == {spec.name for spec in NOTEBOOKS}
+    assert summary["drift"]["stopped-answering"] == 0
+
+
+def test_every_page_has_title_figures_and_no_error(rendered):
+    figures = {"summary": 0, "root_coverage": 1, "expiry_timeline": 1, "pinning_risk": 1, "drift": 0}
+    for name, count in figures.items():
+        page = (rendered["out"] / f"{name}.html").read_text()
+        assert "Fleet &quot;A&quot; &lt;b&gt;report&lt;/b&gt;" in page or "Fleet \"A\" &lt;b&gt;report&lt;/b&gt;" in page, name
+        images = IMG.findall(page)
+        assert len(images) == count, name
+        for data in images:
+            assert len(data) > 5000  # a real figure, not an empty placeholder
+        assert "Traceback" not in page and 'data-mime-type="application/vnd.jupyter.stderr"' not in page, name
+        assert external_references(page) == [], name
+        assert "iotaudit.reports.load_inputs" not in page, name  # code hidden
+        assert "notebook-only" not in page and "papermill" not in page, name
+
+
+def html_tables(page: str) -> list[pd.DataFrame]:
+    """Every <table> of a page as a frame of unescaped cell text (no lxml needed)."""
+    frames = []
+    for body in re.findall(r"<table.*?</table>", page, flags=re.S):
+        cells = lambda row, tag: [html.unescape(re.sub(r"<.*?>", "", c)).strip()  # noqa: E731
+                                  for c in re.findall(rf"<{tag}[^>]*>(.*?)</{tag}>", row, flags=re.S)]
+        rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S)
+        header = cells(rows[0], "th")
+        frames.append(pd.DataFrame([cells(r, "td") for r in rows[1:]], columns=header))
+    return frames
+
+
+def test_tables_show_the_verdicts(rendered):
+    page = (rendered["out"] / "root_coverage.html").read_text()
+    failures = next(t for t in html_tables(page) if "Why" in t.columns)
+    assert set(failures["Verdict"]) == {"broken", "at-risk"}
+    assert "fw-verisign-on-ats-0.9" in set(failures.loc[failures["Verdict"] == "broken", "Firmware profile"])
+    summary = (rendered["out"] / "summary.html").read_text()
+    headline = next(t for t in html_tables(summary) if "Measure" in t.columns).set_index("Measure")["Value"]
+    assert headline["Devices"] == "12" and headline["Devices broken today"] == "1"
+
+
+def test_hostile_inventory_names_are_text_in_every_page(rendered):
+    for page_path in rendered["out"].glob("*.html"):
+        page = page_path.read_text()
+        assert HOSTILE not in page, page_path.name
+        assert "<script" not in page.lower(), page_path.name
+    coverage = (rendered["out"] / "root_coverage.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in coverage
+
+
+def test_index_links_every_report(rendered):
+    index = (rendered["out"] / "index.html").read_text()
+    for spec in NOTEBOOKS:
+        assert f'href="{spec.name}.html"' in index
+    assert external_references(index) == []
+    assert "Fleet &quot;A&quot; &lt;b&gt;report&lt;/b&gt;" in index
+
+
+def test_metrics_file_written(rendered):
+    samples = parse_metrics(rendered["metrics"].read_text())
+    names = {name for name, _, _ in samples}
+    assert {"x509_cert_not_after", "iotaudit_profile_break_timestamp_seconds", "iotaudit_devices"} <= names
+    devices = {labels["verdict"]: value for name, labels, value in samples if name == "iotaudit_devices"}
+    assert devices["broken"] == 1
+
+
+# --- CLI exit statuses and atomic output, with tiny notebooks (fast) ----------------------
+
+
+def test_fail_on_never_exits_0(lab_run, tmp_path: Path, capsys):
+    notebooks = tiny_notebook_set(tmp_path / "nb")
+    status = cli.main(["report", "--run", str(lab_run.path), "--inventory", str(INVENTORY), "--out",
+                       str(tmp_path / "r"), "--fail-on", "never", "--notebooks", str(notebooks), "--quiet"])
+    assert status == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "r" / "index.html")
+
+
+def test_fail_on_at_risk_exits_1(lab_run, tmp_path: Path):
+    notebooks = tiny_notebook_set(tmp_path / "nb")
+    outcome = render_reports(lab_run.path, INVENTORY, tmp_path / "r", fail_on="at-risk", notebooks=notebooks)
+    assert outcome.exit_status == 1
+
+
+def test_missing_inventory_exits_2(lab_run, tmp_path: Path, capsys):
+    status = cli.main(["report", "--run", str(lab_run.path), "--inventory", str(tmp_path / "nope.csv"),
+                       "--out", str(tmp_path / "r")])
+    assert status == 2
+    assert "nope.csv" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_output_directory_exits_2(lab_run, tmp_path: Path, capsys):
+    (tmp_path / "r").mkdir()
+    status = cli.main(["report", "--run", str(lab_run.path), "--inventory", str(INVENTORY), "--out", str(tmp_path / "r")])
+    assert status == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_unknown_fail_on_is_a_usage_error(lab_run, tmp_path: Path):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["report", "--run", str(lab_run.path), "--inventory", str(INVENTORY), "--out", str(tmp_path / "r"),
+                  "--fail-on", "sometimes"])
+    assert caught.value.code == 2
+
+
+def test_failing_notebook_leaves_no_report_and_keeps_the_executed_notebook(lab_run, tmp_path: Path, capsys):
+    notebooks = tiny_notebook_set(tmp_path / "nb", failing="expiry_timeline")
+    out = tmp_path / "reports" / "today"
+    status = cli.main(["report", "--run", str(lab_run.path), "--inventory", str(INVENTORY), "--out", str(out),
+                       "--notebooks", str(notebooks)])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "expiry_timeline.ipynb, cell 5" in err and "ZeroDivisionError" in err
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".today.partial")]
+    kept = out.parent / "today.failed" / "expiry_timeline.ipynb"
+    assert kept.is_file() and str(kept) in err
+
+
+def test_overwrite_replaces_a_report_only_when_complete(lab_run, tmp_path: Path):
+    notebooks = tiny_notebook_set(tmp_path / "nb")
+    out = tmp_path / "r"
+    render_reports(lab_run.path, INVENTORY, out, notebooks=notebooks, title="first")
+    broken = tiny_notebook_set(tmp_path / "nb-broken", failing="summary")
+    with pytest.raises(ReportError):
+        render_reports(lab_run.path, INVENTORY, out, notebooks=broken, title="second", overwrite=True)
+    assert json.loads((out / "summary.json").read_text())["title"] == "first"
+    render_reports(lab_run.path, INVENTORY, out, notebooks=notebooks, title="third", overwrite=True)
+    assert json.loads((out / "summary.json").read_text())["title"] == "third"
+    assert not (tmp_path / "r.failed").exists()
