@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
+import importlib
 import io
 import json
 import re
@@ -229,7 +230,8 @@ def load_inputs(
     Returns:
         A :class:`ReportInputs`.
     """
-    from . import audit as audit_module
+    # Not `from . import audit`: the package front door re-exports the audit() function under that name.
+    audit_module = importlib.import_module("iotaudit.audit")
 
     run = load_run(run_dir)
     moment = parse_as_of(as_of, run.created_at)
