@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_report:
         return 0
     status = cli_main(["report", "--run", str(args.run), "--inventory", str(args.inventory),
-                       "--out", str(args.out), "--fail-on", "never"])
+                       "--out", str(args.out), "--fail-on", "never", "--overwrite"])
     index = args.out / "index.html"
     print(f"demo finished in {time.perf_counter() - started:.1f} s")
     if status == 0 and index.exists():
