@@ -113,32 +113,30 @@ def _summary(
     run: Any, inventory: Inventory, as_of: datetime, horizon_years: int, cov: Any, expiry: pd.DataFrame,
     ranked: pd.DataFrame, notes: list[str],
 ) -> dict[str, Any]:
-    from .inventory import GROUP, PROFILE_KEY
-
     prof = cov.profiles
-    verdict_of = dict(zip(prof["profile"].astype(str), prof[VERDICT].astype(str), strict=True))
+    verdict_of = dict(zip(prof[c.PROFILE].astype(str), prof[VERDICT].astype(str), strict=True))
     devices_by_verdict = {v.value: 0 for v in Verdict}
-    for key, devices in zip(prof["profile"].astype(str), prof["devices"], strict=True):
+    for key, devices in zip(prof[c.PROFILE].astype(str), prof[c.DEVICES], strict=True):
         devices_by_verdict[verdict_of[key]] += int(devices)
     # Groups: a group's verdict is the worst verdict of any of its devices.
     rank = {Verdict.COVERED.value: 0, Verdict.NOT_APPLICABLE.value: 0, Verdict.AT_RISK.value: 1, Verdict.BROKEN.value: 2}
-    pairs = inventory.devices.groupby([GROUP, PROFILE_KEY], observed=True).size().reset_index()[[GROUP, PROFILE_KEY]]
-    pairs["rank"] = pairs[PROFILE_KEY].astype(str).map(lambda k: rank[verdict_of[k]])
-    group_rank = pairs.groupby(GROUP, observed=True)["rank"].max()
+    pairs = inventory.devices.groupby([c.GROUP, c.PROFILE_KEY], observed=True).size().reset_index()[[c.GROUP, c.PROFILE_KEY]]
+    pairs["rank"] = pairs[c.PROFILE_KEY].astype(str).map(lambda k: rank[verdict_of[k]])
+    group_rank = pairs.groupby(c.GROUP, observed=True)["rank"].max()
     names = {0: Verdict.COVERED.value, 1: Verdict.AT_RISK.value, 2: Verdict.BROKEN.value}
     groups_by_verdict = {names[r]: int((group_rank == r).sum()) for r in names}
     earliest = None
-    if "break_date" in expiry.columns and len(expiry):
-        dates = pd.to_datetime(expiry["break_date"], utc=True).dropna()
+    if c.BREAK_DATE in expiry.columns and len(expiry):
+        dates = pd.to_datetime(expiry[c.BREAK_DATE], utc=True).dropna()
         earliest = _iso(dates.min()) if len(dates) else None
     worst_pin = None
     if len(ranked):
         top = ranked.iloc[0].to_dict()
         worst_pin = {k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
-                     for k, v in top.items() if k in ("profile", "devices", "risk", "severity")}
+                     for k, v in top.items() if k in (c.PROFILE, c.DEVICES, c.RISK, c.SEVERITY_COL)}
         worst_pin = {k: (int(v) if hasattr(v, "__index__") and not isinstance(v, bool) else v) for k, v in worst_pin.items()}
-    ready_reserved = int(prof.loc[prof["ready_reserved_roots"], "devices"].sum())
-    ready_no_cross = int(prof.loc[prof["ready_no_cross_sign"], "devices"].sum())
+    ready_reserved = int(prof.loc[prof[c.READY_RESERVED_ROOTS], c.DEVICES].sum())
+    ready_no_cross = int(prof.loc[prof[c.READY_NO_CROSS_SIGN], c.DEVICES].sum())
     return {
         "format": FORMAT,
         "as_of": as_of.isoformat(),

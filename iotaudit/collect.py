@@ -43,7 +43,7 @@ from OpenSSL import SSL, crypto
 from . import columns as c
 from .catalog import Catalog, aws_catalog
 from .certs import certificates_frame, load_der_x509_certificate
-from .columns import Probe, ProbeStatus
+from .columns import SUMMARY_CHAIN, SUMMARY_EARLIEST, SUMMARY_TOP, Probe, ProbeStatus
 from .discover import (
     Target,
     describe_endpoints,
@@ -614,10 +614,6 @@ def run_from_results(
 
 
 # --- summary ------------------------------------------------------------------
-
-SUMMARY_CHAIN = "chain"
-SUMMARY_TOP = "top_catalog_name"
-SUMMARY_EARLIEST = "earliest_not_after"
 
 
 def summarize(run: Run) -> pd.DataFrame:

@@ -207,6 +207,436 @@ CATALOG_DTYPES: dict[str, Any] = {
 }
 
 
+# --- inventory: devices (one row per device) and profiles (one row per distinct
+# profile, PROFILE_DTYPES) (iotaudit.inventory) -------------------------------
+DEVICE_ID = "device_id"
+GROUP = "group"                # fleet / thing group
+PROFILE = "profile"            # firmware or profile name as written in the inventory
+ENDPOINTS = "endpoints"
+TRUST_STORE = "trust_store"
+KEY_TYPES = "key_types"
+PATH_BUILDER = "path_builder"
+PINS = "pins"
+PIN_SCOPE = "pin_scope"
+PIN_EXPIRY = "pin_expiry"
+PROFILE_KEY = "profile_key"    # unique per profile: the name, with ~2, ~3 ... for further variants
+DEVICES = "devices"            # number of devices
+GROUPS = "groups"              # list of group names
+FIRST_ROW = "first_row"        # row number (as in the source) of the profile's first device
+
+
+class PathBuilder(str, Enum):
+    """How a device's TLS stack builds the path from the served chain to its store."""
+
+    MODERN = "modern"                      # any path to any trusted certificate (trusted-first)
+    LEGACY_CHAIN_TOP = "legacy-chain-top"  # the served chain to its top, then top-or-issuer in store
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PinScope(str, Enum):
+    """Which certificates a device compares its pins with (``pin_scope`` inventory column)."""
+
+    ANY = "any"        # any certificate of the validated path, anchor included (OkHttp, Android NSC); default
+    SERVED = "served"  # any certificate exactly as the server sent it (hand-rolled checks)
+    LEAF = "leaf"      # the end-entity certificate only
+    ROOT = "root"      # the trust anchor of the validated path only
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PROFILE_DTYPES: dict[str, Any] = {
+    PROFILE_KEY: "string",
+    PROFILE: "string",
+    DEVICES: "int64",
+    GROUPS: "object",
+    REGION: "string",
+    ENDPOINTS: "object",
+    TRUST_STORE: "string",
+    KEY_TYPES: "object",
+    PATH_BUILDER: "string",
+    PINS: "object",
+    PIN_SCOPE: "string",
+    PIN_EXPIRY: TIME,
+    FIRST_ROW: "int64",
+}
+
+# --- coverage: one row per profile x observation it may meet (iotaudit.coverage) ---
+VALID = "valid"
+ANCHOR_SHA256 = "anchor_sha256"
+ANCHOR_NAME = "anchor_name"
+PATH_SHA256 = "path_sha256"    # list: the validated path, leaf first, anchor last
+REASON = "reason"
+VERDICT = "verdict"
+RISKS = "risks"                # list of RISK_* values
+
+
+class Verdict(str, Enum):
+    """Verdict of one profile on one served chain (``verdict`` column).
+
+    ``covered``
+        Validates at ``as_of``, still validates ``at_risk_days`` later, and its
+        anchor is neither a legacy root nor reached only through a cross-sign
+        AWS may stop serving.
+    ``at-risk``
+        Validates at ``as_of`` but: the chain stops validating within
+        ``at_risk_days`` (``expires-soon``), or every path ends at a root the
+        AWS document calls legacy (``legacy-anchor``: VeriSign), or the path
+        needs a Starfield cross-signed certificate that AWS serves today and
+        may stop serving (``needs-cross-sign``).
+    ``broken``
+        Does not validate at ``as_of``.
+    ``not-applicable``
+        The profile meets no chain of the run (row with ``observation_id`` -1).
+    """
+
+    COVERED = "covered"
+    AT_RISK = "at-risk"
+    BROKEN = "broken"
+    NOT_APPLICABLE = "not-applicable"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+VERDICT_DTYPE = pd.CategoricalDtype([v.value for v in Verdict])
+
+# Risk flags behind an ``at-risk`` verdict (``risks`` column).
+RISK_EXPIRES_SOON = "expires-soon"
+RISK_LEGACY_ANCHOR = "legacy-anchor"
+RISK_NEEDS_CROSS_SIGN = "needs-cross-sign"
+
+COVERAGE_DTYPES: dict[str, Any] = {
+    PROFILE: "category",
+    DEVICES: "int64",
+    OBSERVATION_ID: "int64",
+    HOST: "string",
+    PORT: "int32",
+    REGION: "category",
+    PROBE: "category",
+    KEY_TYPE: "category",
+    VALID: "bool",
+    ANCHOR_SHA256: "string",
+    ANCHOR_NAME: "string",
+    PATH_SHA256: "object",
+    REASON: "string",
+    VERDICT: VERDICT_DTYPE,
+    RISKS: "object",
+}
+
+# --- roots to add: one row per profile x scenario (iotaudit.coverage) ---------
+SCENARIO = "scenario"          # a RootsScenario value here; a PinScenario value in the pin risks
+CHAINS = "chains"              # number of chains
+FAILING = "failing"
+READY = "ready"
+ROOTS_TO_ADD = "roots_to_add"  # list of catalogue names
+UNFIXABLE = "unfixable"
+UNFIXABLE_REASONS = "unfixable_reasons"
+
+
+class RootsScenario(str, Enum):
+    """The question roots-to-add answers (``scenario`` column of ``roots_to_add``).
+
+    ``today``
+        The chains of the run, as served.
+    ``no-cross-sign``
+        The same chains without the Starfield cross-signed certificates
+        (what a device meets if AWS stops serving them).
+    ``reserved-roots``
+        Hypothetical chains to Amazon Root CA 2 (RSA) and 4 (ECC), "reserved
+        for future use" in the AWS document: served both as today's chains are
+        (with the root cross-signed by Starfield Services Root G2, itself
+        cross-signed by Starfield Class 2) and without the cross-signs.
+    """
+
+    TODAY = "today"
+    NO_CROSS_SIGN = "no-cross-sign"
+    RESERVED_ROOTS = "reserved-roots"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ROOTS_TO_ADD_DTYPES: dict[str, Any] = {
+    PROFILE: "category",
+    DEVICES: "int64",
+    SCENARIO: "category",
+    CHAINS: "int64",
+    FAILING: "int64",
+    READY: "bool",
+    ROOTS_TO_ADD: "object",
+    UNFIXABLE: "int64",
+    UNFIXABLE_REASONS: "object",
+}
+
+# --- fleet: one row per group x endpoint x key type x verdict (iotaudit.coverage) ---
+PROFILES = "profiles"          # list of profile names
+
+FLEET_DTYPES: dict[str, Any] = {
+    GROUP: "category",
+    HOST: "string",
+    PORT: "int32",
+    KEY_TYPE: "category",
+    VERDICT: VERDICT_DTYPE,
+    DEVICES: "int64",
+    PROFILES: "object",
+}
+
+# --- profile verdicts: one row per profile (iotaudit.coverage) ---------------
+COVERED = "covered"            # number of chains covered
+AT_RISK = "at_risk"            # number of chains at risk
+BROKEN = "broken"              # number of chains broken
+REASONS = "reasons"
+READY_NO_CROSS_SIGN = "ready_no_cross_sign"
+READY_RESERVED_ROOTS = "ready_reserved_roots"
+
+PROFILE_VERDICT_DTYPES: dict[str, Any] = {
+    PROFILE: "category",
+    DEVICES: "int64",
+    GROUPS: "object",
+    VERDICT: VERDICT_DTYPE,
+    CHAINS: "int64",
+    COVERED: "int64",
+    AT_RISK: "int64",
+    BROKEN: "int64",
+    RISKS: "object",
+    REASONS: "object",
+    ROOTS_TO_ADD: "object",
+    READY_NO_CROSS_SIGN: "bool",
+    READY_RESERVED_ROOTS: "bool",
+}
+
+# --- certificate expiry: one row per certificate (iotaudit.expiry) -----------
+DAYS_LEFT = "days_left"
+EXPIRED = "expired"
+HOSTS = "hosts"
+SERVED = "served"
+ON_VALID_PATH = "on_valid_path"
+
+
+class CertRole(str, Enum):
+    """Where a certificate sits (``role`` column of :func:`certificate_expiry`)."""
+
+    LEAF = "leaf"                            # end-entity (no basicConstraints cA)
+    INTERMEDIATE = "intermediate"            # issuing CA that is not a root key
+    CROSS_SIGNED_ROOT = "cross-signed root"  # a root's key certified by another root (Starfield cross-sign)
+    ROOT = "root"                            # self-signed
+
+    def __str__(self) -> str:
+        return self.value
+
+
+CERTIFICATE_EXPIRY_COLUMNS: dict[str, Any] = {
+    SHA256: "string",
+    SUBJECT_CN: "string",
+    ISSUER_CN: "string",
+    ROLE: "category",
+    KEY_TYPE: "category",
+    NOT_BEFORE: TIME,
+    NOT_AFTER: TIME,
+    DAYS_LEFT: "int64",          # whole days from as_of to not_after (negative: expired)
+    EXPIRED: "bool",
+    CATALOG_NAME: "string",
+    HOSTS: "object",             # list[str]: endpoints that serve it (empty: only reached as an anchor)
+    SERVED: "bool",
+    ON_VALID_PATH: "bool",       # on some path a profile validates at as_of
+    DEVICES: "int64",            # devices whose profile validates some chain through it at as_of
+}
+
+# --- chain breaks: one row per profile x chain it meets (iotaudit.expiry) ----
+VALID_AT_AS_OF = "valid_at_as_of"
+BREAK_DATE = "break_date"
+LAST_PATH_SHA256 = "last_path_sha256"
+BREAK_CAUSE_SHA256 = "break_cause_sha256"
+BREAK_CAUSE_NAME = "break_cause_name"
+BREAK_REASON = "break_reason"
+
+CHAIN_BREAK_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    DEVICES: "int64",
+    OBSERVATION_ID: "int64",
+    HOST: "string",
+    PORT: "int32",
+    PROBE: "category",
+    KEY_TYPE: "category",
+    VALID_AT_AS_OF: "bool",
+    BREAK_DATE: TIME,            # first instant with no valid path (NaT: invalid at as_of, or not within horizon)
+    PATH_SHA256: "object",       # list: path at as_of
+    LAST_PATH_SHA256: "object",  # list: the last valid path before break_date (or at the horizon)
+    BREAK_CAUSE_SHA256: "string",  # certificate(s) of the last path whose expiry is break_date, ";"-joined
+    BREAK_CAUSE_NAME: "string",
+    BREAK_REASON: "string",      # the validator's reason at break_date (or at as_of when invalid then)
+}
+
+# --- break dates: one row per profile (iotaudit.expiry) ----------------------
+STATE = "state"
+DARK_DATE = "dark_date"
+CHAINS_VALID = "chains_valid"
+FIRST_BREAK_HOST = "first_break_host"
+FIRST_BREAK_PROBE = "first_break_probe"
+
+
+class BreakState(str, Enum):
+    """Per-profile state over the horizon (``state`` column of :func:`break_dates`)."""
+
+    OK = "ok"                        # every chain it meets validates at as_of and through the horizon
+    BREAKS = "breaks"                # every chain validates at as_of; one stops within the horizon (break_date)
+    PARTLY_BROKEN = "partly-broken"  # some chain it meets already has no valid path at as_of, others do
+    BROKEN = "broken"                # no chain it meets validates at as_of
+    NO_CHAINS = "no-chains"          # the run holds no chain this profile meets
+
+    def __str__(self) -> str:
+        return self.value
+
+
+BREAK_DATE_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    DEVICES: "int64",
+    GROUPS: "object",
+    STATE: "category",
+    BREAK_DATE: TIME,            # some chain valid at as_of loses its last path (NaT: none within horizon)
+    DARK_DATE: TIME,             # every chain has lost its paths (NaT: not within horizon, or already dark)
+    CHAINS: "int32",
+    CHAINS_VALID: "int32",
+    FIRST_BREAK_HOST: "string",
+    FIRST_BREAK_PROBE: "string",
+    LAST_PATH_SHA256: "object",  # the last valid path of the first chain to break
+    BREAK_CAUSE_SHA256: "string",
+    BREAK_CAUSE_NAME: "string",
+    BREAK_REASON: "string",
+}
+
+# --- anchor expiry: one row per profile x trust anchor (iotaudit.expiry) -----
+IN_USE = "in_use"
+
+ANCHOR_EXPIRY_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    DEVICES: "int64",
+    ANCHOR_SHA256: "string",
+    ANCHOR_NAME: "string",
+    SUBJECT_CN: "string",
+    KEY_TYPE: "category",
+    NOT_AFTER: TIME,
+    DAYS_LEFT: "int64",
+    EXPIRED: "bool",
+    IN_USE: "boolean",           # anchor of a path the profile validates at as_of (<NA> without coverage)
+}
+
+# --- cliff: one row per date devices lose or break paths (iotaudit.expiry) ---
+DATE = "date"
+DEVICES_LOSING = "devices_losing"
+DEVICES_CONNECTED = "devices_connected"
+DEVICES_BREAKING = "devices_breaking"
+DEVICES_INTACT = "devices_intact"
+
+CLIFF_COLUMNS: dict[str, Any] = {
+    DATE: TIME,
+    DEVICES_LOSING: "int64",     # devices whose dark_date is this date (at as_of: already dark)
+    DEVICES_CONNECTED: "int64",  # devices with at least one valid path after this date
+    DEVICES_BREAKING: "int64",   # devices whose break_date is this date (at as_of: already partly broken)
+    DEVICES_INTACT: "int64",     # devices with every chain still valid after this date
+    PROFILES: "object",          # list[str]: profiles losing or breaking at this date
+}
+
+# --- pin risks: one row per profile x pin x scenario (iotaudit.pinning) -----
+PIN = "pin"
+PIN_KIND = "pin_kind"
+ENFORCED = "enforced"
+MATCHES = "matches"
+MATCHED_SHA256 = "matched_sha256"
+MATCHED_NAME = "matched_name"
+BREAKS = "breaks"
+SET_BREAKS = "set_breaks"
+CHAINS_BROKEN = "chains_broken"
+FLAGS = "flags"
+
+
+class PinKind(str, Enum):
+    """What a pin hashes."""
+
+    SPKI_SHA256 = "spki-sha256"  # SHA-256 of the DER SubjectPublicKeyInfo (RFC 7469 section 2.4)
+    CERT_SHA256 = "cert-sha256"  # SHA-256 of the whole certificate DER
+    CERT_SHA1 = "cert-sha1"      # SHA-1 of the whole certificate DER (legacy fingerprints)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PinScenario(str, Enum):
+    """A likely change on the AWS side (``scenario`` column of the pin risks)."""
+
+    LEAF_REKEY = "leaf-rekey"                    # new leaf key, same chain above
+    INTERMEDIATE_CHANGE = "intermediate-change"  # another issuing CA (e.g. Amazon RSA 2048 M01 -> M04)
+    ISSUER_CHANGE = "issuer-change"              # same root key under its other issuer (self-signed <-> Starfield cross-sign)
+    KEY_TYPE_SWITCH = "key-type-switch"          # the RSA chain replaced by the ECDSA chain, or vice versa
+    RESERVED_ROOTS = "reserved-roots"            # a move to Amazon Root CA 2 (RSA) or 4 (EC), "reserved for future use"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PinFlag(str, Enum):
+    """Findings about a pin or its set (``flags`` column, a list of these values)."""
+
+    NO_BACKUP = "no-backup"                        # the set has one pin, or all its pins are on one key
+    PIN_SET_EXPIRED = "pin-set-expired"            # pin_expiry < as_of: the pins are silently not enforced
+    WHOLE_CERT_UNDER_TWO_ISSUERS = "whole-cert-under-two-issuers"  # cert pin on a key that exists under two issuers
+    NO_MATCH_TODAY = "no-match-today"              # some chain the profile validates today matches no pin of the set
+    UNKNOWN_PIN = "unknown-pin"                    # the pin matches no certificate known to the run or catalogue
+    NO_VALID_CHAIN = "no-valid-chain"              # the profile validates no chain today: pins are moot
+    MALFORMED = "malformed"                        # the pin text could not be parsed (see ``reason``)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PIN_RISK_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    DEVICES: "int64",
+    GROUPS: "object",            # list[str]
+    PIN: "string",               # as written in the inventory
+    PIN_KIND: "category",
+    PIN_SCOPE: "category",
+    SCENARIO: "category",
+    ENFORCED: "bool",            # False when the pin set expired before as_of
+    MATCHES: "bool",             # the pin matches a certificate in scope on a chain validated today
+    MATCHED_SHA256: "object",    # list[str]: certificates it matches today
+    MATCHED_NAME: "object",      # list[str]: their catalogue names (or subject CN)
+    BREAKS: "bool",              # it matched a chain today and does not match that chain after the scenario
+    SET_BREAKS: "bool",          # some chain matched by the set today is matched by no pin after the scenario
+    CHAINS: "int32",             # chains the profile validates today
+    CHAINS_BROKEN: "int32",      # of those, how many the whole set stops matching after the scenario
+    FLAGS: "object",             # list[str] of PinFlag values
+    REASON: "string",            # why a pin is malformed, else ""
+}
+
+# --- ranked risks: one row per profile x risk, worst first (iotaudit.pinning) ---
+RANK = "rank"
+RISK = "risk"                  # a PinScenario value (the set breaks under it) or a PinFlag value
+SEVERITY_COL = "severity"      # named _COL: iotaudit.pinning.SEVERITY is the severity table
+SCORE = "score"
+DETAIL = "detail"
+
+RANKED_RISK_COLUMNS: dict[str, Any] = {
+    RANK: "int32",
+    PROFILE: "string",
+    DEVICES: "int64",
+    GROUPS: "object",
+    RISK: "category",            # a PinScenario value (the set breaks under it) or a PinFlag value
+    SEVERITY_COL: "int32",
+    SCORE: "int64",              # devices x severity
+    PINS: "object",              # list[str]: the pins concerned
+    DETAIL: "string",            # one sentence for a report
+}
+
+# --- collect summary: one row per observation, for people (iotaudit.collect.summarize) ---
+SUMMARY_CHAIN = "chain"                  # subject CNs in served order joined by " <- "
+SUMMARY_TOP = "top_catalog_name"         # catalogue name of the last certificate served ("(key)": key match only)
+SUMMARY_EARLIEST = "earliest_not_after"
+
+
 def typed_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame, dtypes: Mapping[str, Any]) -> pd.DataFrame:
     """Build a DataFrame with exactly the columns of ``dtypes``, in that order, cast to those dtypes.
 

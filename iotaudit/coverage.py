@@ -43,7 +43,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +58,48 @@ from cryptography.x509.verification import (
 )
 
 from . import columns as c
+from .columns import (
+    ANCHOR_NAME,
+    ANCHOR_SHA256,
+    AT_RISK,
+    BROKEN,
+    CHAINS,
+    COVERAGE_DTYPES,
+    COVERED,
+    DEVICES,
+    ENDPOINTS,
+    FAILING,
+    FLEET_DTYPES,
+    GROUP,
+    GROUPS,
+    KEY_TYPES,
+    PATH_BUILDER,
+    PATH_SHA256,
+    PROFILE,
+    PROFILE_KEY,
+    PROFILE_VERDICT_DTYPES,
+    PROFILES,
+    READY,
+    READY_NO_CROSS_SIGN,
+    READY_RESERVED_ROOTS,
+    REASON,
+    REASONS,
+    RISK_EXPIRES_SOON,
+    RISK_LEGACY_ANCHOR,
+    RISK_NEEDS_CROSS_SIGN,
+    RISKS,
+    ROOTS_TO_ADD,
+    ROOTS_TO_ADD_DTYPES,
+    SCENARIO,
+    UNFIXABLE,
+    UNFIXABLE_REASONS,
+    VALID,
+    VERDICT,
+    VERDICT_DTYPE,
+    PathBuilder,
+    RootsScenario,
+    Verdict,
+)
 from .certs import cert_sha256, is_signed_by, key_type, load_pem_x509_certificates, tolerate_serial_zero
 
 if TYPE_CHECKING:
@@ -67,84 +108,8 @@ if TYPE_CHECKING:
     from .store import Run
 
 
-class PathBuilder(str, Enum):
-    """How a device's TLS stack builds the path from the served chain to its store."""
-
-    MODERN = "modern"                      # any path to any trusted certificate (trusted-first)
-    LEGACY_CHAIN_TOP = "legacy-chain-top"  # the served chain to its top, then top-or-issuer in store
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class Verdict(str, Enum):
-    """Verdict of one profile on one served chain (``verdict`` column).
-
-    ``covered``
-        Validates at ``as_of``, still validates ``at_risk_days`` later, and its
-        anchor is neither a legacy root nor reached only through a cross-sign
-        AWS may stop serving.
-    ``at-risk``
-        Validates at ``as_of`` but: the chain stops validating within
-        ``at_risk_days`` (``expires-soon``), or every path ends at a root the
-        AWS document calls legacy (``legacy-anchor``: VeriSign), or the path
-        needs a Starfield cross-signed certificate that AWS serves today and
-        may stop serving (``needs-cross-sign``).
-    ``broken``
-        Does not validate at ``as_of``.
-    ``not-applicable``
-        The profile meets no chain of the run (row with ``observation_id`` -1).
-    """
-
-    COVERED = "covered"
-    AT_RISK = "at-risk"
-    BROKEN = "broken"
-    NOT_APPLICABLE = "not-applicable"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 VERDICT_ORDER = {Verdict.COVERED.value: 0, Verdict.NOT_APPLICABLE.value: 0, Verdict.AT_RISK.value: 1, Verdict.BROKEN.value: 2}
-VERDICT_DTYPE = pd.CategoricalDtype([v.value for v in Verdict])
-
-# Risk flags behind an ``at-risk`` verdict (``risks`` column).
-RISK_EXPIRES_SOON = "expires-soon"
-RISK_LEGACY_ANCHOR = "legacy-anchor"
-RISK_NEEDS_CROSS_SIGN = "needs-cross-sign"
 DEFAULT_AT_RISK_DAYS = 90
-
-# Column names of the coverage frame not (yet) in iotaudit.columns.
-PROFILE = "profile"
-DEVICES = "devices"
-VALID = "valid"
-ANCHOR_SHA256 = "anchor_sha256"
-ANCHOR_NAME = "anchor_name"
-PATH_SHA256 = "path_sha256"
-REASON = "reason"
-VERDICT = "verdict"
-RISKS = "risks"
-GROUP = "group"
-GROUPS = "groups"
-PROFILES = "profiles"
-
-COVERAGE_DTYPES: dict[str, Any] = {
-    PROFILE: "category",
-    DEVICES: "int64",
-    c.OBSERVATION_ID: "int64",
-    c.HOST: "string",
-    c.PORT: "int32",
-    c.REGION: "category",
-    c.PROBE: "category",
-    c.KEY_TYPE: "category",
-    VALID: "bool",
-    ANCHOR_SHA256: "string",
-    ANCHOR_NAME: "string",
-    PATH_SHA256: "object",
-    REASON: "string",
-    VERDICT: VERDICT_DTYPE,
-    RISKS: "object",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,13 +488,13 @@ def meets(profiles_row: Mapping[str, Any] | pd.Series, observations: pd.DataFram
     if c.KEY_TYPE not in observations.columns:
         raise ValueError("meets() needs observations with a key_type column (see chain_observations)")
     status_ok = observations[c.STATUS].astype(str).isin(c.CHAIN_STATUSES).to_numpy()
-    region = str(profiles_row["region"])
+    region = str(profiles_row[c.REGION])
     region_ok = np.ones(len(observations), dtype=bool) if region == "*" else (
         observations[c.REGION].astype(str).str.lower() == region
     ).to_numpy()
-    kinds = set(profiles_row["key_types"])
+    kinds = set(profiles_row[KEY_TYPES])
     kind_ok = observations[c.KEY_TYPE].astype(str).isin(kinds).to_numpy()
-    endpoints = list(profiles_row["endpoints"])
+    endpoints = list(profiles_row[ENDPOINTS])
     if endpoints == ["*"]:
         endpoint_ok = np.ones(len(observations), dtype=bool)
     else:
@@ -636,27 +601,8 @@ def anchor_label(sha256: str, catalog: Catalog, certificates: Mapping[str, x509.
 # Hypothetical chains: AWS serving chains to the reserved roots
 # ---------------------------------------------------------------------------
 
-class Scenario(str, Enum):
-    """The question roots-to-add answers (``scenario`` column of ``roots_to_add``).
-
-    ``today``
-        The chains of the run, as served.
-    ``no-cross-sign``
-        The same chains without the Starfield cross-signed certificates
-        (what a device meets if AWS stops serving them).
-    ``reserved-roots``
-        Hypothetical chains to Amazon Root CA 2 (RSA) and 4 (ECC), "reserved
-        for future use" in the AWS document: served both as today's chains are
-        (with the root cross-signed by Starfield Services Root G2, itself
-        cross-signed by Starfield Class 2) and without the cross-signs.
-    """
-
-    TODAY = "today"
-    NO_CROSS_SIGN = "no-cross-sign"
-    RESERVED_ROOTS = "reserved-roots"
-
-    def __str__(self) -> str:
-        return self.value
+# The roots-to-add question; named Scenario here (iotaudit.pinning has its own).
+Scenario = RootsScenario
 
 
 class HypotheticalPki:
@@ -787,45 +733,6 @@ class HypotheticalPki:
 # Coverage, roots to add, fleet view
 # ---------------------------------------------------------------------------
 
-ROOTS_TO_ADD_DTYPES: dict[str, Any] = {
-    PROFILE: "category",
-    DEVICES: "int64",
-    "scenario": "category",
-    "chains": "int64",
-    "failing": "int64",
-    "ready": "bool",
-    "roots_to_add": "object",
-    "unfixable": "int64",
-    "unfixable_reasons": "object",
-}
-
-FLEET_DTYPES: dict[str, Any] = {
-    GROUP: "category",
-    c.HOST: "string",
-    c.PORT: "int32",
-    c.KEY_TYPE: "category",
-    VERDICT: VERDICT_DTYPE,
-    DEVICES: "int64",
-    PROFILES: "object",
-}
-
-PROFILE_VERDICT_DTYPES: dict[str, Any] = {
-    PROFILE: "category",
-    DEVICES: "int64",
-    GROUPS: "object",
-    VERDICT: VERDICT_DTYPE,
-    "chains": "int64",
-    "covered": "int64",
-    "at_risk": "int64",
-    "broken": "int64",
-    "risks": "object",
-    "reasons": "object",
-    "roots_to_add": "object",
-    "ready_no_cross_sign": "bool",
-    "ready_reserved_roots": "bool",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class CoverageResult:
     """Everything root coverage computes for one run x inventory x ``as_of``.
@@ -933,14 +840,14 @@ def analyse_coverage(
     met_by_profile: dict[str, list[int]] = {}
     profiles = inventory.profiles
     for prow in profiles.to_dict("records"):
-        key = str(prow["profile_key"])
+        key = str(prow[PROFILE_KEY])
         store = validator.add(anchors[key])
-        builder = PathBuilder(prow["path_builder"])
+        builder = PathBuilder(prow[PATH_BUILDER])
         idx = np.flatnonzero(meets(prow, obs))
         met_by_profile[key] = list(idx)
         if not len(idx):
-            rows.append({PROFILE: key, DEVICES: prow["devices"], c.OBSERVATION_ID: -1, c.HOST: "", c.PORT: 0,
-                         c.REGION: prow["region"], c.PROBE: "", c.KEY_TYPE: "", VALID: False, ANCHOR_SHA256: "",
+            rows.append({PROFILE: key, DEVICES: prow[DEVICES], c.OBSERVATION_ID: -1, c.HOST: "", c.PORT: 0,
+                         c.REGION: prow[c.REGION], c.PROBE: "", c.KEY_TYPE: "", VALID: False, ANCHOR_SHA256: "",
                          ANCHOR_NAME: "", PATH_SHA256: [], REASON: "the profile meets no chain of this run "
                          "(no observation in its region and endpoints with a key type it offers)",
                          VERDICT: Verdict.NOT_APPLICABLE.value, RISKS: []})
@@ -963,14 +870,14 @@ def analyse_coverage(
                     risks.append(RISK_NEEDS_CROSS_SIGN)
             kind = Verdict.BROKEN if not verdict.valid else (Verdict.AT_RISK if risks else Verdict.COVERED)
             rows.append({
-                PROFILE: key, DEVICES: prow["devices"], c.OBSERVATION_ID: int(o[c.OBSERVATION_ID]), c.HOST: host,
+                PROFILE: key, DEVICES: prow[DEVICES], c.OBSERVATION_ID: int(o[c.OBSERVATION_ID]), c.HOST: host,
                 c.PORT: int(o[c.PORT]), c.REGION: str(o[c.REGION]), c.PROBE: str(o[c.PROBE]),
                 c.KEY_TYPE: str(o[c.KEY_TYPE]), VALID: verdict.valid, ANCHOR_SHA256: verdict.anchor_sha256,
                 ANCHOR_NAME: anchor_label(verdict.anchor_sha256, catalog, validator.certificates),
                 PATH_SHA256: list(verdict.path_sha256), REASON: verdict.reason, VERDICT: kind.value, RISKS: risks,
             })
     cov = c.typed_frame(rows, COVERAGE_DTYPES) if rows else c.typed_frame([], COVERAGE_DTYPES)
-    cov[PROFILE] = pd.Categorical(cov[PROFILE].astype(str), categories=list(profiles["profile_key"]))
+    cov[PROFILE] = pd.Categorical(cov[PROFILE].astype(str), categories=list(profiles[PROFILE_KEY]))
 
     # Roots to add, per profile x scenario.
     order = _candidate_order(catalog)
@@ -984,8 +891,8 @@ def analyse_coverage(
     candidates_shadow = {name: validator.add([hypothetical.shadow[name]])[0] for name in order if name in hypothetical.shadow}
     add_rows: list[dict[str, Any]] = []
     for prow in profiles.to_dict("records"):
-        key = str(prow["profile_key"])
-        builder = PathBuilder(prow["path_builder"])
+        key = str(prow[PROFILE_KEY])
+        builder = PathBuilder(prow[PATH_BUILDER])
         store = validator.add(anchors[key])
         questions: dict[Scenario, tuple[tuple[str, ...], list[tuple[tuple[str, ...], str | None]], dict[str, str]]] = {}
         today = [(obs_chains[i], str(obs_rows[i][c.HOST])) for i in met_by_profile[key]]
@@ -994,7 +901,7 @@ def analyse_coverage(
         shadow_store = validator.add(hypothetical.map_store(anchors[key]))
         future = [
             (validator.add(chain), None)
-            for kind in prow["key_types"] for chain in hypothetical.chains.get(kind, {}).values()
+            for kind in prow[KEY_TYPES] for chain in hypothetical.chains.get(kind, {}).values()
         ]
         questions[Scenario.RESERVED_ROOTS] = (shadow_store, future, candidates_shadow)
         for scenario, (base, chains, candidates) in questions.items():
@@ -1013,29 +920,29 @@ def analyse_coverage(
                 if not fix:
                     reasons.append(verdict.reason)
             add_rows.append({
-                PROFILE: key, DEVICES: prow["devices"], "scenario": scenario.value, "chains": len(distinct),
-                "failing": failing, "ready": failing == 0, "roots_to_add": _min_cover(fixers, order),
-                "unfixable": sum(1 for f in fixers if not f), "unfixable_reasons": sorted(set(reasons)),
+                PROFILE: key, DEVICES: prow[DEVICES], SCENARIO: scenario.value, CHAINS: len(distinct),
+                FAILING: failing, READY: failing == 0, ROOTS_TO_ADD: _min_cover(fixers, order),
+                UNFIXABLE: sum(1 for f in fixers if not f), UNFIXABLE_REASONS: sorted(set(reasons)),
             })
     roots = c.typed_frame(add_rows, ROOTS_TO_ADD_DTYPES) if add_rows else c.typed_frame([], ROOTS_TO_ADD_DTYPES)
 
     fleet = fleet_view(cov, inventory)
     summary_rows = []
-    by_scenario = {(r[PROFILE], r["scenario"]): r for r in add_rows}
+    by_scenario = {(r[PROFILE], r[SCENARIO]): r for r in add_rows}
     for prow in profiles.to_dict("records"):
-        key = str(prow["profile_key"])
+        key = str(prow[PROFILE_KEY])
         mine = cov[cov[PROFILE] == key]
         verdicts = mine[VERDICT].astype(str)
         worst = max(verdicts, key=lambda v: VERDICT_ORDER[v]) if len(verdicts) else Verdict.NOT_APPLICABLE.value
         summary_rows.append({
-            PROFILE: key, DEVICES: prow["devices"], GROUPS: list(prow["groups"]), VERDICT: worst,
-            "chains": int((mine[c.OBSERVATION_ID] >= 0).sum()), "covered": int((verdicts == Verdict.COVERED.value).sum()),
-            "at_risk": int((verdicts == Verdict.AT_RISK.value).sum()), "broken": int((verdicts == Verdict.BROKEN.value).sum()),
-            "risks": sorted({r for rs in mine[RISKS] for r in rs}),
-            "reasons": sorted({r for r in mine[REASON].astype(str) if r and not r.startswith("the profile meets no")}),
-            "roots_to_add": by_scenario[(key, Scenario.TODAY.value)]["roots_to_add"],
-            "ready_no_cross_sign": by_scenario[(key, Scenario.NO_CROSS_SIGN.value)]["ready"],
-            "ready_reserved_roots": by_scenario[(key, Scenario.RESERVED_ROOTS.value)]["ready"],
+            PROFILE: key, DEVICES: prow[DEVICES], GROUPS: list(prow[GROUPS]), VERDICT: worst,
+            CHAINS: int((mine[c.OBSERVATION_ID] >= 0).sum()), COVERED: int((verdicts == Verdict.COVERED.value).sum()),
+            AT_RISK: int((verdicts == Verdict.AT_RISK.value).sum()), BROKEN: int((verdicts == Verdict.BROKEN.value).sum()),
+            RISKS: sorted({r for rs in mine[RISKS] for r in rs}),
+            REASONS: sorted({r for r in mine[REASON].astype(str) if r and not r.startswith("the profile meets no")}),
+            ROOTS_TO_ADD: by_scenario[(key, Scenario.TODAY.value)][ROOTS_TO_ADD],
+            READY_NO_CROSS_SIGN: by_scenario[(key, Scenario.NO_CROSS_SIGN.value)][READY],
+            READY_RESERVED_ROOTS: by_scenario[(key, Scenario.RESERVED_ROOTS.value)][READY],
         })
     prof = c.typed_frame(summary_rows, PROFILE_VERDICT_DTYPES) if summary_rows else c.typed_frame([], PROFILE_VERDICT_DTYPES)
     return CoverageResult(coverage=cov, roots_to_add=roots, fleet=fleet, profiles=prof, validations=validator.calls)
@@ -1056,16 +963,13 @@ def fleet_view(coverage_frame: pd.DataFrame, inventory: Inventory) -> pd.DataFra
     probes of that endpoint and key type; devices are counted per group with
     one vectorised group-by over the device table (no per-device work).
     """
-    from .inventory import GROUP as INV_GROUP
-    from .inventory import PROFILE_KEY
-
     cov = coverage_frame[coverage_frame[c.OBSERVATION_ID] >= 0]
     if cov.empty:
         return c.typed_frame([], FLEET_DTYPES)
     per = cov.assign(_rank=cov[VERDICT].astype(str).map(VERDICT_ORDER))
     per = per.groupby([PROFILE, c.HOST, c.PORT, c.KEY_TYPE], observed=True, sort=False)["_rank"].max().reset_index()
-    counts = inventory.devices.groupby([PROFILE_KEY, INV_GROUP], observed=True).size().rename(DEVICES).reset_index()
-    counts = counts.rename(columns={PROFILE_KEY: PROFILE, INV_GROUP: GROUP})
+    counts = inventory.devices.groupby([PROFILE_KEY, GROUP], observed=True).size().rename(DEVICES).reset_index()
+    counts = counts.rename(columns={PROFILE_KEY: PROFILE})
     per[PROFILE] = per[PROFILE].astype(str)
     counts[PROFILE] = counts[PROFILE].astype(str)
     joined = per.merge(counts, on=PROFILE, how="inner")

@@ -89,6 +89,20 @@ class InventoryError(IotauditError, ValueError):
         super().__init__(f"inventory {self.source}: {len(problems)} problem(s)\n" + "\n".join(lines) + more)
 
 
+class PinError(IotauditError, ValueError):
+    """Raised when a pin cannot be parsed; names the pin and the rule it broke.
+
+    Attributes:
+        pin: The pin text as written.
+        reason: Why it was rejected.
+    """
+
+    def __init__(self, pin: str, reason: str) -> None:
+        self.pin = pin
+        self.reason = reason
+        super().__init__(f"pin {pin!r}: {reason}")
+
+
 class ReportError(IotauditError):
     """Raised when a report notebook fails; names the notebook and the failing cell."""
 

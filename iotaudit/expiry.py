@@ -43,7 +43,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from enum import Enum
 from typing import Any
 
 import pandas as pd
@@ -52,6 +51,46 @@ from cryptography import x509
 from . import columns as c
 from .catalog import Catalog, CatalogRole
 from .certs import cert_sha256, certificate_record, load_pem_x509_certificates
+from .columns import (
+    ANCHOR_EXPIRY_COLUMNS,
+    ANCHOR_NAME,
+    ANCHOR_SHA256,
+    BREAK_CAUSE_NAME,
+    BREAK_CAUSE_SHA256,
+    BREAK_DATE,
+    BREAK_DATE_COLUMNS,
+    BREAK_REASON,
+    CERTIFICATE_EXPIRY_COLUMNS,
+    CHAINS,
+    CHAINS_VALID,
+    CHAIN_BREAK_COLUMNS,
+    CLIFF_COLUMNS,
+    DARK_DATE,
+    DATE,
+    DAYS_LEFT,
+    DEVICES,
+    DEVICES_BREAKING,
+    DEVICES_CONNECTED,
+    DEVICES_INTACT,
+    DEVICES_LOSING,
+    EXPIRED,
+    FIRST_BREAK_HOST,
+    FIRST_BREAK_PROBE,
+    GROUPS,
+    HOSTS,
+    IN_USE,
+    LAST_PATH_SHA256,
+    ON_VALID_PATH,
+    PATH_SHA256,
+    PROFILE,
+    PROFILES,
+    ROLE,
+    SERVED,
+    STATE,
+    VALID_AT_AS_OF,
+    BreakState,
+    CertRole,
+)
 
 __all__ = [
     "ANCHOR_EXPIRY_COLUMNS",
@@ -74,138 +113,6 @@ __all__ = [
 
 DEFAULT_HORIZON_YEARS = 15
 ONE_SECOND = timedelta(seconds=1)
-
-
-class CertRole(str, Enum):
-    """Where a certificate sits (``role`` column of :func:`certificate_expiry`)."""
-
-    LEAF = "leaf"                            # end-entity (no basicConstraints cA)
-    INTERMEDIATE = "intermediate"            # issuing CA that is not a root key
-    CROSS_SIGNED_ROOT = "cross-signed root"  # a root's key certified by another root (Starfield cross-sign)
-    ROOT = "root"                            # self-signed
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class BreakState(str, Enum):
-    """Per-profile state over the horizon (``state`` column of :func:`break_dates`)."""
-
-    OK = "ok"                        # every chain it meets validates at as_of and through the horizon
-    BREAKS = "breaks"                # every chain validates at as_of; one stops within the horizon (break_date)
-    PARTLY_BROKEN = "partly-broken"  # some chain it meets already has no valid path at as_of, others do
-    BROKEN = "broken"                # no chain it meets validates at as_of
-    NO_CHAINS = "no-chains"          # the run holds no chain this profile meets
-
-    def __str__(self) -> str:
-        return self.value
-
-
-# --- columns (TODO(integrator): move the new names to iotaudit/columns.py) ----
-PROFILE = "profile"
-DEVICES = "devices"
-GROUPS = "groups"
-ROLE = "role"
-DAYS_LEFT = "days_left"
-EXPIRED = "expired"
-HOSTS = "hosts"
-SERVED = "served"
-ON_VALID_PATH = "on_valid_path"
-VALID_AT_AS_OF = "valid_at_as_of"
-BREAK_DATE = "break_date"
-DARK_DATE = "dark_date"
-STATE = "state"
-PATH_SHA256 = "path_sha256"
-LAST_PATH_SHA256 = "last_path_sha256"
-BREAK_CAUSE_SHA256 = "break_cause_sha256"
-BREAK_CAUSE_NAME = "break_cause_name"
-BREAK_REASON = "break_reason"
-CHAINS = "chains"
-CHAINS_VALID = "chains_valid"
-FIRST_BREAK_HOST = "first_break_host"
-FIRST_BREAK_PROBE = "first_break_probe"
-ANCHOR_SHA256 = "anchor_sha256"
-ANCHOR_NAME = "anchor_name"
-IN_USE = "in_use"
-DATE = "date"
-DEVICES_LOSING = "devices_losing"
-DEVICES_CONNECTED = "devices_connected"
-DEVICES_BREAKING = "devices_breaking"
-DEVICES_INTACT = "devices_intact"
-PROFILES = "profiles"
-
-CERTIFICATE_EXPIRY_COLUMNS: dict[str, Any] = {
-    c.SHA256: "string",
-    c.SUBJECT_CN: "string",
-    c.ISSUER_CN: "string",
-    ROLE: "category",
-    c.KEY_TYPE: "category",
-    c.NOT_BEFORE: c.TIME,
-    c.NOT_AFTER: c.TIME,
-    DAYS_LEFT: "int64",          # whole days from as_of to not_after (negative: expired)
-    EXPIRED: "bool",
-    c.CATALOG_NAME: "string",
-    HOSTS: "object",             # list[str]: endpoints that serve it (empty: only reached as an anchor)
-    SERVED: "bool",
-    ON_VALID_PATH: "bool",       # on some path a profile validates at as_of
-    DEVICES: "int64",            # devices whose profile validates some chain through it at as_of
-}
-
-CHAIN_BREAK_COLUMNS: dict[str, Any] = {
-    PROFILE: "string",
-    DEVICES: "int64",
-    c.OBSERVATION_ID: "int64",
-    c.HOST: "string",
-    c.PORT: "int32",
-    c.PROBE: "category",
-    c.KEY_TYPE: "category",
-    VALID_AT_AS_OF: "bool",
-    BREAK_DATE: c.TIME,          # first instant with no valid path (NaT: invalid at as_of, or not within horizon)
-    PATH_SHA256: "object",       # list: path at as_of
-    LAST_PATH_SHA256: "object",  # list: the last valid path before break_date (or at the horizon)
-    BREAK_CAUSE_SHA256: "string",  # certificate(s) of the last path whose expiry is break_date, ";"-joined
-    BREAK_CAUSE_NAME: "string",
-    BREAK_REASON: "string",      # the validator's reason at break_date (or at as_of when invalid then)
-}
-
-BREAK_DATE_COLUMNS: dict[str, Any] = {
-    PROFILE: "string",
-    DEVICES: "int64",
-    GROUPS: "object",
-    STATE: "category",
-    BREAK_DATE: c.TIME,          # some chain valid at as_of loses its last path (NaT: none within horizon)
-    DARK_DATE: c.TIME,           # every chain has lost its paths (NaT: not within horizon, or already dark)
-    CHAINS: "int32",
-    CHAINS_VALID: "int32",
-    FIRST_BREAK_HOST: "string",
-    FIRST_BREAK_PROBE: "string",
-    LAST_PATH_SHA256: "object",  # the last valid path of the first chain to break
-    BREAK_CAUSE_SHA256: "string",
-    BREAK_CAUSE_NAME: "string",
-    BREAK_REASON: "string",
-}
-
-ANCHOR_EXPIRY_COLUMNS: dict[str, Any] = {
-    PROFILE: "string",
-    DEVICES: "int64",
-    ANCHOR_SHA256: "string",
-    ANCHOR_NAME: "string",
-    c.SUBJECT_CN: "string",
-    c.KEY_TYPE: "category",
-    c.NOT_AFTER: c.TIME,
-    DAYS_LEFT: "int64",
-    EXPIRED: "bool",
-    IN_USE: "boolean",           # anchor of a path the profile validates at as_of (<NA> without coverage)
-}
-
-CLIFF_COLUMNS: dict[str, Any] = {
-    DATE: c.TIME,
-    DEVICES_LOSING: "int64",     # devices whose dark_date is this date (at as_of: already dark)
-    DEVICES_CONNECTED: "int64",  # devices with at least one valid path after this date
-    DEVICES_BREAKING: "int64",   # devices whose break_date is this date (at as_of: already partly broken)
-    DEVICES_INTACT: "int64",     # devices with every chain still valid after this date
-    PROFILES: "object",          # list[str]: profiles losing or breaking at this date
-}
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -386,7 +293,7 @@ def _met_pairs(run: Any, inventory: Any, coverage: pd.DataFrame | None) -> pd.Da
     pairs = []
     for row in inventory.profiles.to_dict("records"):
         for obs_id in obs.loc[meets(row, obs), c.OBSERVATION_ID]:
-            pairs.append({PROFILE: str(row["profile_key"]), c.OBSERVATION_ID: int(obs_id)})
+            pairs.append({PROFILE: str(row[c.PROFILE_KEY]), c.OBSERVATION_ID: int(obs_id)})
     return pd.DataFrame(pairs, columns=[PROFILE, c.OBSERVATION_ID])
 
 
@@ -423,7 +330,7 @@ def chain_break_dates(
     pairs = _met_pairs(run, inventory, coverage)
     catalog = _catalog(run)
     certs = _run_certificates(run)
-    profiles = {str(p["profile_key"]): p for p in inventory.profiles.to_dict("records")}
+    profiles = {str(p[c.PROFILE_KEY]): p for p in inventory.profiles.to_dict("records")}
     store_fps = {key: tuple(sorted(cert_sha256(a) for a in anchor_list)) for key, anchor_list in anchors.items()}
     names: dict[str, str] = {}
     for cert in [*certs.values(), *(a for lst in anchors.values() for a in lst)]:
@@ -443,7 +350,7 @@ def chain_break_dates(
         if not chain_fps:
             continue
         served = [certs[fp] for fp in chain_fps if fp in certs]
-        builder = str(profile.get("path_builder") or "modern")
+        builder = str(profile.get(c.PATH_BUILDER) or "modern")
         memo_key = (chain_fps, store_fps.get(key, ()), host, builder)
         result = memo.get(memo_key)
         if result is None:
@@ -451,7 +358,7 @@ def chain_break_dates(
                                  path_builder=builder, horizon_years=horizon_years)
             memo[memo_key] = result
         rows.append({
-            PROFILE: key, DEVICES: int(profile.get("devices", 0) or 0), c.OBSERVATION_ID: obs_id,
+            PROFILE: key, DEVICES: int(profile.get(DEVICES, 0) or 0), c.OBSERVATION_ID: obs_id,
             c.HOST: host, c.PORT: port, c.PROBE: probe,
             c.KEY_TYPE: _leaf_key_type(served), VALID_AT_AS_OF: result.valid_at_as_of,
             BREAK_DATE: result.break_date, PATH_SHA256: list(result.path_sha256),
@@ -501,9 +408,9 @@ def break_dates(
         per_profile.setdefault(str(record[PROFILE]), []).append(record)
     rows = []
     for profile in inventory.profiles.to_dict("records"):
-        key = str(profile["profile_key"])
-        base = {PROFILE: key, DEVICES: int(profile.get("devices", 0) or 0),
-                GROUPS: [str(g) for g in _list(profile.get("groups"))]}
+        key = str(profile[c.PROFILE_KEY])
+        base = {PROFILE: key, DEVICES: int(profile.get(DEVICES, 0) or 0),
+                GROUPS: [str(g) for g in _list(profile.get(GROUPS))]}
         mine = per_profile.get(key, [])
         if not mine:
             rows.append({**base, STATE: BreakState.NO_CHAINS.value, CHAINS: 0, CHAINS_VALID: 0})
@@ -595,7 +502,7 @@ def certificate_expiry(
             hosts.setdefault(fp, set()).add(str(host))
     on_path: dict[str, dict[str, int]] = {}
     if coverage is not None and not coverage.empty:
-        valid = coverage[coverage["valid"].astype(bool)]
+        valid = coverage[coverage[c.VALID].astype(bool)]
         for profile, devices, path in zip(valid[PROFILE], valid[DEVICES], valid[PATH_SHA256], strict=True):
             for fp in _list(path):
                 on_path.setdefault(fp, {})[str(profile)] = int(devices)
@@ -653,12 +560,12 @@ def anchor_expiry(
     used: dict[str, set[str]] | None = None
     if coverage is not None:
         used = {}
-        valid = coverage[coverage["valid"].astype(bool)] if not coverage.empty else coverage
+        valid = coverage[coverage[c.VALID].astype(bool)] if not coverage.empty else coverage
         for profile, anchor in zip(valid.get(PROFILE, []), valid.get(ANCHOR_SHA256, []), strict=True):
             used.setdefault(str(profile), set()).add(str(anchor))
     rows = []
     for profile in inventory.profiles.to_dict("records"):
-        key = str(profile["profile_key"])
+        key = str(profile[c.PROFILE_KEY])
         seen = set()
         for cert in anchors.get(key, ()):
             fp = cert_sha256(cert)
@@ -668,7 +575,7 @@ def anchor_expiry(
             from .certs import key_type
 
             rows.append({
-                PROFILE: key, DEVICES: int(profile.get("devices", 0) or 0), ANCHOR_SHA256: fp,
+                PROFILE: key, DEVICES: int(profile.get(DEVICES, 0) or 0), ANCHOR_SHA256: fp,
                 ANCHOR_NAME: _label(cert, catalog), c.SUBJECT_CN: _cn(cert), c.KEY_TYPE: key_type(cert),
                 c.NOT_AFTER: cert.not_valid_after_utc, DAYS_LEFT: _days_left(cert.not_valid_after_utc, as_of),
                 EXPIRED: cert.not_valid_after_utc < as_of,

@@ -14,7 +14,8 @@ example in ``data/sample_inventory.md``)::
     key_types   ";"-separated key types its TLS stack offers: rsa, ecdsa (ec is accepted for ecdsa)
     path_builder  modern (default when empty) or legacy-chain-top       [optional column]
     pins        ";"-separated pins: sha256/<base64>, spki-sha256:<hex>,
-                cert-sha256:<hex>, cert-sha1:<hex> ("" = no pinning)    [optional column]
+                cert-sha256:<hex>, cert-sha1:<hex> ("" = no pinning; any syntax
+                iotaudit.pinning.parse_pin accepts)                     [optional column]
     pin_scope   any (default), served, leaf or root                     [optional column]
     pin_expiry  date after which the app stops enforcing its pins (ISO 8601; "" = never) [optional column]
 
@@ -29,8 +30,6 @@ bad rows are left out, counted in ``bad_rows`` and listed in ``problems``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -43,82 +42,52 @@ import pandas as pd
 from cryptography import x509
 
 from . import columns as c
-from .errors import CatalogError, InventoryError, PemError
-
-# --- inventory columns (public contract; candidates for iotaudit.columns) ----
-DEVICE_ID = "device_id"
-GROUP = "group"
-PROFILE = "profile"
-REGION = c.REGION
-ENDPOINTS = "endpoints"
-TRUST_STORE = "trust_store"
-KEY_TYPES = "key_types"
-PATH_BUILDER = "path_builder"
-PINS = "pins"
-PIN_SCOPE = "pin_scope"
-PIN_EXPIRY = "pin_expiry"
-PROFILE_KEY = "profile_key"
-DEVICES = "devices"
-GROUPS = "groups"
-FIRST_ROW = "first_row"  # row number (as in the source) of the profile's first device
+from .columns import (
+    DEVICE_ID,
+    DEVICES,
+    ENDPOINTS,
+    FIRST_ROW,
+    GROUP,
+    GROUPS,
+    KEY_TYPES,
+    PATH_BUILDER,
+    PIN_EXPIRY,
+    PIN_SCOPE,
+    PINS,
+    PROFILE,
+    PROFILE_DTYPES,
+    PROFILE_KEY,
+    REGION,
+    TRUST_STORE,
+    PathBuilder,
+    PinScope,
+)
+from .errors import CatalogError, InventoryError, PemError, PinError
+from .pinning import parse_pin  # pinning does not import this module: no cycle
 
 REQUIRED_COLUMNS = (DEVICE_ID, GROUP, PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES)
 OPTIONAL_COLUMNS = {PATH_BUILDER: "modern", PINS: "", PIN_SCOPE: "any", PIN_EXPIRY: ""}
 INVENTORY_COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
 
 ALL = "*"
-PIN_SCOPES = ("any", "served", "leaf", "root")
-PATH_BUILDERS = ("modern", "legacy-chain-top")
+PIN_SCOPES = tuple(scope.value for scope in PinScope)
+PATH_BUILDERS = tuple(builder.value for builder in PathBuilder)
 _KEY_TYPE_ALIASES = {"rsa": c.KeyType.RSA.value, "ecdsa": c.KeyType.EC.value, "ec": c.KeyType.EC.value}
 _REGION = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _HOST = re.compile(r"^[A-Za-z0-9*]([A-Za-z0-9*.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _CATALOG_NAME = re.compile(r"^[A-Za-z0-9._+-]+$")
 _PEM_SUFFIXES = (".pem", ".crt", ".cer", ".bundle")
-# Pin syntaxes (see iotaudit.pinning): SPKI SHA-256 base64 as OkHttp, Android
-# network-security-config and TrustKit write it; SPKI SHA-256 hex; whole-certificate hashes.
-_PIN_PATTERNS = {
-    "sha256/": re.compile(r"^sha256/[A-Za-z0-9+/]{43}=$"),
-    "spki-sha256:": re.compile(r"^spki-sha256:[0-9A-Fa-f]{64}$"),
-    "cert-sha256:": re.compile(r"^cert-sha256:[0-9A-Fa-f]{64}$"),
-    "cert-sha1:": re.compile(r"^cert-sha1:[0-9A-Fa-f]{40}$"),
-}
-
-PROFILE_DTYPES: dict[str, Any] = {
-    PROFILE_KEY: "string",
-    PROFILE: "string",
-    DEVICES: "int64",
-    GROUPS: "object",
-    REGION: "string",
-    ENDPOINTS: "object",
-    TRUST_STORE: "string",
-    KEY_TYPES: "object",
-    PATH_BUILDER: "string",
-    PINS: "object",
-    PIN_SCOPE: "string",
-    PIN_EXPIRY: c.TIME,
-    FIRST_ROW: "int64",
-}
 
 Problem = tuple[int | None, str | None, str]
 
 
 def pin_syntax_problem(pin: str) -> str:
-    """"" if ``pin`` is written in one of the four pin syntaxes, else what is wrong with it."""
-    for prefix, pattern in _PIN_PATTERNS.items():
-        if pin.lower().startswith(prefix) if prefix != "sha256/" else pin.startswith(prefix):
-            if not pattern.match(pin):
-                if prefix == "sha256/":
-                    return f"pin {pin!r}: sha256/ must be followed by the base64 of 32 bytes (44 characters ending in '=')"
-                digits = 40 if prefix == "cert-sha1:" else 64
-                return f"pin {pin!r}: {prefix} must be followed by {digits} hex digits"
-            if prefix == "sha256/":
-                try:
-                    if len(base64.b64decode(pin[7:], validate=True)) != 32:
-                        return f"pin {pin!r}: base64 does not decode to 32 bytes"
-                except binascii.Error:
-                    return f"pin {pin!r}: not valid base64"
-            return ""
-    return f"pin {pin!r}: unknown pin syntax (use sha256/<base64>, spki-sha256:<hex>, cert-sha256:<hex> or cert-sha1:<hex>)"
+    """"" if :func:`iotaudit.pinning.parse_pin` accepts ``pin``, else what is wrong with it (naming the pin)."""
+    try:
+        parse_pin(pin)
+    except PinError as err:
+        return str(err)
+    return ""
 
 
 def _split(value: str) -> list[str]:

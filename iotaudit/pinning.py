@@ -41,7 +41,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any
 
 import pandas as pd
@@ -58,7 +57,40 @@ from .certs import (
     spki_sha256,
     tolerate_serial_zero,
 )
-from .errors import IotauditError
+from .columns import (
+    BREAKS,
+    CHAINS,
+    CHAINS_BROKEN,
+    DETAIL,
+    DEVICES,
+    ENFORCED,
+    FLAGS,
+    GROUPS,
+    MATCHED_NAME,
+    MATCHED_SHA256,
+    MATCHES,
+    PATH_SHA256,
+    PIN,
+    PINS,
+    PIN_KIND,
+    PIN_RISK_COLUMNS,
+    PIN_SCOPE,
+    PROFILE,
+    RANK,
+    RANKED_RISK_COLUMNS,
+    REASON,
+    RISK,
+    SCENARIO,
+    SCORE,
+    SET_BREAKS,
+    SEVERITY_COL,
+    PathBuilder,
+    PinFlag,
+    PinKind,
+    PinScenario,
+    PinScope,
+)
+from .errors import PinError
 
 __all__ = [
     "PIN_RISK_COLUMNS",
@@ -83,71 +115,8 @@ __all__ = [
 ]
 
 
-class PinError(IotauditError, ValueError):
-    """Raised when a pin cannot be parsed; names the pin and the rule it broke.
-
-    Attributes:
-        pin: The pin text as written.
-        reason: Why it was rejected.
-    """
-
-    # TODO(integrator): move to iotaudit/errors.py next to the other exceptions.
-    def __init__(self, pin: str, reason: str) -> None:
-        self.pin = pin
-        self.reason = reason
-        super().__init__(f"pin {pin!r}: {reason}")
-
-
-class PinKind(str, Enum):
-    """What a pin hashes."""
-
-    SPKI_SHA256 = "spki-sha256"  # SHA-256 of the DER SubjectPublicKeyInfo (RFC 7469 section 2.4)
-    CERT_SHA256 = "cert-sha256"  # SHA-256 of the whole certificate DER
-    CERT_SHA1 = "cert-sha1"      # SHA-1 of the whole certificate DER (legacy fingerprints)
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class PinScope(str, Enum):
-    """Which certificates a device compares its pins with (``pin_scope`` inventory column)."""
-
-    ANY = "any"        # any certificate of the validated path, anchor included (OkHttp, Android NSC); default
-    SERVED = "served"  # any certificate exactly as the server sent it (hand-rolled checks)
-    LEAF = "leaf"      # the end-entity certificate only
-    ROOT = "root"      # the trust anchor of the validated path only
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class Scenario(str, Enum):
-    """A likely change on the AWS side (``scenario`` column of the pin risks)."""
-
-    LEAF_REKEY = "leaf-rekey"                    # new leaf key, same chain above
-    INTERMEDIATE_CHANGE = "intermediate-change"  # another issuing CA (e.g. Amazon RSA 2048 M01 -> M04)
-    ISSUER_CHANGE = "issuer-change"              # same root key under its other issuer (self-signed <-> Starfield cross-sign)
-    KEY_TYPE_SWITCH = "key-type-switch"          # the RSA chain replaced by the ECDSA chain, or vice versa
-    RESERVED_ROOTS = "reserved-roots"            # a move to Amazon Root CA 2 (RSA) or 4 (EC), "reserved for future use"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class PinFlag(str, Enum):
-    """Findings about a pin or its set (``flags`` column, a list of these values)."""
-
-    NO_BACKUP = "no-backup"                        # the set has one pin, or all its pins are on one key
-    PIN_SET_EXPIRED = "pin-set-expired"            # pin_expiry < as_of: the pins are silently not enforced
-    WHOLE_CERT_UNDER_TWO_ISSUERS = "whole-cert-under-two-issuers"  # cert pin on a key that exists under two issuers
-    NO_MATCH_TODAY = "no-match-today"              # some chain the profile validates today matches no pin of the set
-    UNKNOWN_PIN = "unknown-pin"                    # the pin matches no certificate known to the run or catalogue
-    NO_VALID_CHAIN = "no-valid-chain"              # the profile validates no chain today: pins are moot
-    MALFORMED = "malformed"                        # the pin text could not be parsed (see ``reason``)
-
-    def __str__(self) -> str:
-        return self.value
-
+# The pin-risk question; named Scenario here (iotaudit.coverage has its own).
+Scenario = PinScenario
 
 # Severity of each risk in :func:`ranked_risks` (higher is worse); a risk's score is devices x severity.
 # Scenario severities follow how often AWS makes the change: leaves rotate every year or so, issuing
@@ -165,63 +134,6 @@ SEVERITY: dict[str, int] = {
     PinFlag.WHOLE_CERT_UNDER_TWO_ISSUERS.value: 2,
     PinFlag.MALFORMED.value: 2,
     PinFlag.PIN_SET_EXPIRED.value: 1,                # a security, not an availability, finding
-}
-
-# --- columns (TODO(integrator): move to iotaudit/columns.py) -----------------
-PROFILE = "profile"
-DEVICES = "devices"
-GROUPS = "groups"
-PIN = "pin"
-PIN_KIND = "pin_kind"
-PIN_SCOPE = "pin_scope"
-SCENARIO = "scenario"
-ENFORCED = "enforced"
-MATCHES = "matches"
-MATCHED_SHA256 = "matched_sha256"
-MATCHED_NAME = "matched_name"
-BREAKS = "breaks"
-SET_BREAKS = "set_breaks"
-CHAINS = "chains"
-CHAINS_BROKEN = "chains_broken"
-FLAGS = "flags"
-REASON = "reason"
-RANK = "rank"
-RISK = "risk"
-SEVERITY_COL = "severity"
-SCORE = "score"
-PINS = "pins"
-DETAIL = "detail"
-
-PIN_RISK_COLUMNS: dict[str, Any] = {
-    PROFILE: "string",
-    DEVICES: "int64",
-    GROUPS: "object",            # list[str]
-    PIN: "string",               # as written in the inventory
-    PIN_KIND: "category",
-    PIN_SCOPE: "category",
-    SCENARIO: "category",
-    ENFORCED: "bool",            # False when the pin set expired before as_of
-    MATCHES: "bool",             # the pin matches a certificate in scope on a chain validated today
-    MATCHED_SHA256: "object",    # list[str]: certificates it matches today
-    MATCHED_NAME: "object",      # list[str]: their catalogue names (or subject CN)
-    BREAKS: "bool",              # it matched a chain today and does not match that chain after the scenario
-    SET_BREAKS: "bool",          # some chain matched by the set today is matched by no pin after the scenario
-    CHAINS: "int32",             # chains the profile validates today
-    CHAINS_BROKEN: "int32",      # of those, how many the whole set stops matching after the scenario
-    FLAGS: "object",             # list[str] of PinFlag values
-    REASON: "string",            # why a pin is malformed, else ""
-}
-
-RANKED_RISK_COLUMNS: dict[str, Any] = {
-    RANK: "int32",
-    PROFILE: "string",
-    DEVICES: "int64",
-    GROUPS: "object",
-    RISK: "category",            # a Scenario value (the set breaks under it) or a PinFlag value
-    SEVERITY_COL: "int32",
-    SCORE: "int64",              # devices x severity
-    PINS: "object",              # list[str]: the pins concerned
-    DETAIL: "string",            # one sentence for a report
 }
 
 _HYPOTHETICAL = "hypothetical"
@@ -787,7 +699,7 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
         A frame with the columns of :data:`PIN_RISK_COLUMNS`; profiles without pins have no rows.
     """
     as_of = _as_utc(as_of)
-    pinned = [p for p in inventory.profiles.to_dict("records") if _list(p.get("pins"))]
+    pinned = [p for p in inventory.profiles.to_dict("records") if _list(p.get(PINS))]
     if not pinned:
         return c.typed_frame([], PIN_RISK_COLUMNS)
     known = KnownCertificates.from_run(run, anchors)
@@ -795,18 +707,18 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
     scenario_memo: dict[tuple[Any, ...], tuple[Chain, Chain]] = {}
     rows: list[dict[str, Any]] = []
     for profile in pinned:
-        key = str(profile["profile_key"])
-        devices = int(profile.get("devices", 0) or 0)
-        groups = [str(g) for g in _list(profile.get("groups"))]
+        key = str(profile[c.PROFILE_KEY])
+        devices = int(profile.get(DEVICES, 0) or 0)
+        groups = [str(g) for g in _list(profile.get(GROUPS))]
         try:
-            scope = PinScope(str(profile.get("pin_scope") or PinScope.ANY.value))
+            scope = PinScope(str(profile.get(PIN_SCOPE) or PinScope.ANY.value))
         except ValueError:
             scope = PinScope.ANY
-        builder = str(profile.get("path_builder") or "modern")
-        expiry = profile.get("pin_expiry")
+        builder = str(profile.get(c.PATH_BUILDER) or "modern")
+        expiry = profile.get(c.PIN_EXPIRY)
         expired = expiry is not None and not pd.isna(expiry) and pd.Timestamp(expiry) < pd.Timestamp(as_of)
         parsed: list[tuple[str, Pin | None, str]] = []
-        for text in _list(profile.get("pins")):
+        for text in _list(profile.get(PINS)):
             try:
                 parsed.append((text, parse_pin(text), ""))
             except PinError as err:
@@ -896,7 +808,7 @@ class _Index:
         self.path: dict[tuple[str, int], Chain] = {}
         if coverage is not None and not coverage.empty:
             for profile, obs_id, valid, path in zip(coverage[PROFILE].astype(str), coverage[c.OBSERVATION_ID],
-                                                    coverage["valid"].astype(bool), coverage["path_sha256"],
+                                                    coverage[c.VALID].astype(bool), coverage[PATH_SHA256],
                                                     strict=True):
                 obs_id = int(obs_id)
                 if obs_id not in self.chain:
@@ -938,7 +850,7 @@ class _Index:
 def _validate_path(served: Chain, profile_anchors: Sequence[x509.Certificate], host: str, builder: str,
                    known: KnownCertificates, as_of: datetime) -> Chain:
     """Validate a chain the profile does not meet today (e.g. its TLS stack lacks that key type)."""
-    from .coverage import PathBuilder, validate_chain  # analysis core; imported late to keep this module light
+    from .coverage import validate_chain  # analysis core; imported late to keep this module light
 
     certs = [s.certificate for s in served]
     if not certs or any(cert is None for cert in certs) or not profile_anchors:

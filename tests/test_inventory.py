@@ -91,12 +91,13 @@ def test_empty_device_id_is_reported(tmp_path: Path) -> None:
     assert problems_of(path) == [(2, "device_id", "device_id is empty")]
 
 
+# The inventory validates pins with iotaudit.pinning.parse_pin, so the reasons are the parser's.
 @pytest.mark.parametrize("pin, fragment", [
-    ("sha256/abc", "base64 of 32 bytes"),
-    ("spki-sha256:" + "0" * 63, "64 hex digits"),
-    ("cert-sha256:" + "g" * 64, "64 hex digits"),
-    ("cert-sha1:" + "0" * 64, "40 hex digits"),
-    ("md5:" + "0" * 32, "unknown pin syntax"),
+    ("sha256/abc", "not valid base64"),
+    ("spki-sha256:" + "0" * 63, "has 63 hex digits; it needs 64"),
+    ("cert-sha256:" + "g" * 64, "not hexadecimal"),
+    ("cert-sha1:" + "0" * 64, "it needs 40"),
+    ("md5:" + "0" * 32, "unknown pin format"),
 ])
 def test_malformed_pins_are_reported(tmp_path: Path, pin: str, fragment: str) -> None:
     path = write(tmp_path, f"d1,g,fw,us-east-1,*,AmazonRootCA1,rsa,,{GOOD_PIN};{pin},,")

@@ -27,7 +27,7 @@ from iotaudit.pinning import (
     pin_set_matches_chain,
     scoped_certificates,
 )
-from tests.test_expiry import at, coverage_frame, ec_key, issue, leaf, make_catalog, make_inventory, make_run, rsa_key
+from tests.helpers import at, coverage_frame, ec_key, issue, leaf, make_catalog, make_inventory, make_run, rsa_key
 
 UTC = timezone.utc
 AS_OF = datetime(2025, 1, 1, tzinfo=UTC)
