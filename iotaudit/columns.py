@@ -452,6 +452,37 @@ LAST_PATH_SHA256 = "last_path_sha256"
 BREAK_CAUSE_SHA256 = "break_cause_sha256"
 BREAK_CAUSE_NAME = "break_cause_name"
 BREAK_REASON = "break_reason"
+# "If AWS keeps renewing its leaf certificates" (iotaudit.expiry module docstring): the served chain
+# validated without its leaf, the leaf's issuer taken as end entity.
+RENEWED_BREAK_DATE = "renewed_break_date"
+RENEWED_BREAK_CAUSE_SHA256 = "renewed_break_cause_sha256"
+RENEWED_BREAK_CAUSE_NAME = "renewed_break_cause_name"
+RENEWED_BASIS = "renewed_basis"
+
+
+class RenewedBasis(str, Enum):
+    """How a chain's renewed break date was found (``renewed_basis`` column of the chain breaks).
+
+    ``leaf-issuer``
+        The served chain was validated without its leaf, the certificate that
+        issued the leaf taken as end entity (no host name check).
+    ``issuer-not-served``
+        The leaf's issuer is not among the served certificates (missing
+        intermediate, or a leaf served alone): the as-served dates are used.
+    ``issuer-rejected``
+        The chain validates as served but not from the leaf's issuer at
+        ``as_of``: the as-served dates are used.
+    """
+
+    LEAF_ISSUER = "leaf-issuer"
+    ISSUER_NOT_SERVED = "issuer-not-served"
+    ISSUER_REJECTED = "issuer-rejected"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+RENEWED_BASIS_DTYPE = pd.CategoricalDtype([b.value for b in RenewedBasis])
 
 CHAIN_BREAK_COLUMNS: dict[str, Any] = {
     PROFILE: "string",
@@ -468,6 +499,10 @@ CHAIN_BREAK_COLUMNS: dict[str, Any] = {
     BREAK_CAUSE_SHA256: "string",  # certificate(s) of the last path whose expiry is break_date, ";"-joined
     BREAK_CAUSE_NAME: "string",
     BREAK_REASON: "string",      # the validator's reason at break_date (or at as_of when invalid then)
+    RENEWED_BREAK_DATE: TIME,    # same, for the chain without its leaf (NaT also when invalid at as_of as served)
+    RENEWED_BREAK_CAUSE_SHA256: "string",  # certificate(s) whose expiry is renewed_break_date, ";"-joined
+    RENEWED_BREAK_CAUSE_NAME: "string",
+    RENEWED_BASIS: RENEWED_BASIS_DTYPE,  # leaf-issuer, or why the as-served dates were used instead
 }
 
 # --- break dates: one row per profile (iotaudit.expiry) ----------------------
@@ -476,6 +511,9 @@ DARK_DATE = "dark_date"
 CHAINS_VALID = "chains_valid"
 FIRST_BREAK_HOST = "first_break_host"
 FIRST_BREAK_PROBE = "first_break_probe"
+RENEWED_STATE = "renewed_state"
+RENEWED_DARK_DATE = "renewed_dark_date"
+CHAINS_RENEWED_AS_SERVED = "chains_renewed_as_served"
 
 
 class BreakState(str, Enum):
@@ -506,6 +544,11 @@ BREAK_DATE_COLUMNS: dict[str, Any] = {
     BREAK_CAUSE_SHA256: "string",
     BREAK_CAUSE_NAME: "string",
     BREAK_REASON: "string",
+    RENEWED_STATE: "category",   # state with the renewed dates (ok / breaks differ from state)
+    RENEWED_BREAK_DATE: TIME,    # break_date if AWS keeps renewing leaf certificates: the firmware's update-by date
+    RENEWED_DARK_DATE: TIME,     # dark_date if AWS keeps renewing leaf certificates
+    RENEWED_BREAK_CAUSE_NAME: "string",  # certificate(s) whose expiry is renewed_break_date
+    CHAINS_RENEWED_AS_SERVED: "int32",   # chains valid at as_of whose renewed dates fell back to as served
 }
 
 # --- anchor expiry: one row per profile x trust anchor (iotaudit.expiry) -----
@@ -530,6 +573,9 @@ DEVICES_LOSING = "devices_losing"
 DEVICES_CONNECTED = "devices_connected"
 DEVICES_BREAKING = "devices_breaking"
 DEVICES_INTACT = "devices_intact"
+DEVICES_LOSING_RENEWED = "devices_losing_renewed"
+DEVICES_CONNECTED_RENEWED = "devices_connected_renewed"
+PROFILES_RENEWED = "profiles_renewed"
 
 CLIFF_COLUMNS: dict[str, Any] = {
     DATE: TIME,
@@ -538,6 +584,9 @@ CLIFF_COLUMNS: dict[str, Any] = {
     DEVICES_BREAKING: "int64",   # devices whose break_date is this date (at as_of: already partly broken)
     DEVICES_INTACT: "int64",     # devices with every chain still valid after this date
     PROFILES: "object",          # list[str]: profiles losing or breaking at this date
+    DEVICES_LOSING_RENEWED: "int64",     # devices whose renewed_dark_date is this date (at as_of: already dark)
+    DEVICES_CONNECTED_RENEWED: "int64",  # devices with a valid path after this date if AWS keeps renewing leaves
+    PROFILES_RENEWED: "object",          # list[str]: profiles whose renewed_dark_date is this date
 }
 
 # --- pin risks: one row per profile x pin x scenario (iotaudit.pinning) -----

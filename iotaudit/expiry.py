@@ -19,20 +19,53 @@ no client validates through):
    an expiration date after which they cannot be used to validate a server's
    certificate").
 
-Definitions used by the per-profile columns (one profile = many identical devices):
+Break dates are computed under two assumptions about the AWS side:
+
+**As served — "if nothing changes"** (``break_date``, ``dark_date``,
+``state``; :func:`chain_break`).  The chain exactly as served, leaf included,
+is re-validated with the endpoint's host name.  Every such chain therefore
+breaks at the latest when its leaf expires (about a year out for AWS leaves),
+even though AWS renews leaves routinely: true if AWS stopped renewing, and an
+upper bound on how long a capture stays valid, but not the date a fleet owner
+must act by.
+
+**Renewed — "if AWS keeps renewing leaf certificates under the same issuing
+CA"; the date your firmware must be updated by** (``renewed_break_date``,
+``renewed_dark_date``, ``renewed_state``; :func:`renewed_chain_break`).  The
+served chain is re-validated *without its leaf*: the served certificate that
+issued the leaf (found by signature, :func:`iotaudit.certs.is_signed_by`, so
+an out-of-order chain works; position 1 first) is the end entity, validated
+with no host name (client verifier; the end-entity extension policy accepts a
+CA certificate), the other served certificates are the intermediates, with
+the same anchors and path builder.  What can end the renewed chain is then
+only the firmware side: the issuing CA, a cross-sign or an anchor the store
+depends on expiring.  An AWS move to another issuing CA or root is a chain
+change that the next collection run shows (see also the roots-to-add
+scenarios and the pinning scenarios), not part of this date.  When the
+leaf's issuer was not served (missing intermediate, a leaf served alone), or
+when the chain validates as served but not from the issuer, the as-served
+dates are used and ``renewed_basis`` (:class:`RenewedBasis`) says so.
+
+Definitions used by the per-profile columns (one profile = many identical
+devices); each holds for both assumptions, with the renewed chain dates in
+place of the as-served ones for the ``renewed_*`` columns:
 
 * a *chain* is one served chain (observation: endpoint x probe) the profile
   may meet (its region and endpoints, a key type its TLS stack offers);
 * ``break_date``: the first instant after ``as_of`` at which some chain the
-  profile validates at ``as_of`` has no valid path.  AWS, not the device,
-  picks which chain a handshake gets (by the negotiated suite), so from that
-  instant some connections fail: this is the date to act by;
+  profile validates at ``as_of`` (as served) has no valid path.  AWS, not the
+  device, picks which chain a handshake gets (by the negotiated suite), so from
+  that instant some connections fail: this is the date to act by;
 * ``dark_date``: the first instant at which *every* chain the profile meets
   has no valid path: the device loses every valid path ("the date it stops
-  connecting if nothing changes").  :func:`cliff` counts devices by this date.
+  connecting").  :func:`cliff` counts devices by this date.
+
+Whether a chain validates *today* is always the as-served answer: a chain
+that does not validate at ``as_of`` as served (expired leaf, wrong host,
+no anchor) has no break date under either assumption.
 
 Both are exact to the second: validity is piecewise constant in time and can
-change only where a certificate of the served chain or the store enters
+change only where a certificate of the validated chain or the store enters
 (``not_before``) or leaves (``not_after`` + 1 s; RFC 5280 section 4.1.2.5:
 the validity period includes ``not_after``) its validity period, so the
 validator is run at ``as_of`` and at each of those instants in order.
@@ -50,7 +83,7 @@ from cryptography import x509
 
 from . import columns as c
 from .catalog import Catalog, CatalogRole
-from .certs import cert_sha256, certificate_record, load_pem_x509_certificates
+from .certs import cert_sha256, certificate_record, is_signed_by, load_pem_x509_certificates
 from .columns import (
     ANCHOR_EXPIRY_COLUMNS,
     ANCHOR_NAME,
@@ -62,6 +95,7 @@ from .columns import (
     BREAK_REASON,
     CERTIFICATE_EXPIRY_COLUMNS,
     CHAINS,
+    CHAINS_RENEWED_AS_SERVED,
     CHAINS_VALID,
     CHAIN_BREAK_COLUMNS,
     CLIFF_COLUMNS,
@@ -71,8 +105,10 @@ from .columns import (
     DEVICES,
     DEVICES_BREAKING,
     DEVICES_CONNECTED,
+    DEVICES_CONNECTED_RENEWED,
     DEVICES_INTACT,
     DEVICES_LOSING,
+    DEVICES_LOSING_RENEWED,
     EXPIRED,
     FIRST_BREAK_HOST,
     FIRST_BREAK_PROBE,
@@ -84,12 +120,20 @@ from .columns import (
     PATH_SHA256,
     PROFILE,
     PROFILES,
+    PROFILES_RENEWED,
+    RENEWED_BASIS,
+    RENEWED_BREAK_CAUSE_NAME,
+    RENEWED_BREAK_CAUSE_SHA256,
+    RENEWED_BREAK_DATE,
+    RENEWED_DARK_DATE,
+    RENEWED_STATE,
     ROLE,
     SERVED,
     STATE,
     VALID_AT_AS_OF,
     BreakState,
     CertRole,
+    RenewedBasis,
 )
 
 __all__ = [
@@ -102,6 +146,8 @@ __all__ = [
     "BreakState",
     "CertRole",
     "ChainBreak",
+    "RenewedBasis",
+    "RenewedBreak",
     "anchor_expiry",
     "break_dates",
     "certificate_expiry",
@@ -109,6 +155,8 @@ __all__ = [
     "chain_break_dates",
     "cliff",
     "horizon_end",
+    "leaf_issuer_chain",
+    "renewed_chain_break",
 ]
 
 DEFAULT_HORIZON_YEARS = 15
@@ -280,6 +328,110 @@ def chain_break(
     return ChainBreak(True, None, first.path_sha256, last.path_sha256, (), "", evaluated)
 
 
+def leaf_issuer_chain(served: Sequence[x509.Certificate]) -> list[x509.Certificate] | None:
+    """The served chain without its leaf, the certificate that issued the leaf first.
+
+    The issuer is found by signature (:func:`iotaudit.certs.is_signed_by`)
+    among ``served[1:]``, position 1 first, so an out-of-order chain works;
+    the other served certificates follow in served order.
+
+    Args:
+        served: The chain as served (leaf first).
+
+    Returns:
+        ``[issuer, *others]``, or None when the leaf's issuer was not served
+        (missing intermediate, or a leaf served alone).
+    """
+    if len(served) < 2:
+        return None
+    leaf_fp = cert_sha256(served[0])
+    rest = list(served[1:])
+    for index, candidate in enumerate(rest):
+        if cert_sha256(candidate) != leaf_fp and is_signed_by(served[0], candidate):
+            return [candidate, *rest[:index], *rest[index + 1:]]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RenewedBreak:
+    """When one served chain stops validating if AWS keeps renewing its leaf under the same issuing CA.
+
+    Attributes:
+        basis: How the dates were found (:class:`RenewedBasis`): from the leaf's
+            issuer, or the as-served dates because the issuer was not served or
+            was rejected.
+        chain_break: The :class:`ChainBreak` of the chain without its leaf (the
+            leaf's issuer as end entity, no host name); the as-served one when
+            ``basis`` is not ``leaf-issuer`` or the chain is invalid at ``as_of``
+            as served.
+        issuer_sha256: The leaf's issuer that was validated as end entity ("" when not served).
+    """
+
+    basis: RenewedBasis
+    chain_break: ChainBreak
+    issuer_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.basis, RenewedBasis):
+            raise TypeError(f"basis must be a RenewedBasis, got {self.basis!r}")
+        if self.basis is RenewedBasis.LEAF_ISSUER and not self.issuer_sha256:
+            raise ValueError("a leaf-issuer renewed break names the issuer it validated")
+
+    @property
+    def break_date(self) -> datetime | None:
+        """First instant with no valid path if AWS keeps renewing leaves (None: none within the horizon)."""
+        return self.chain_break.break_date
+
+
+def renewed_chain_break(
+    served: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    *,
+    as_of: datetime,
+    path_builder: str = "modern",
+    horizon_years: int = DEFAULT_HORIZON_YEARS,
+    as_served: ChainBreak | None = None,
+    host: str | None = None,
+) -> RenewedBreak:
+    """The break of ``served`` "if AWS keeps renewing its leaf certificates" (module docstring).
+
+    Runs :func:`chain_break` on :func:`leaf_issuer_chain` of ``served`` with
+    ``host=None`` (the end entity is a CA certificate; the renewed leaves will
+    carry the endpoint's name), the same ``anchors`` and ``path_builder``: at
+    ``as_of`` and at every ``not_before`` / ``not_after + 1 s`` of those
+    certificates and the anchors.
+
+    Args:
+        served: The chain as served (leaf first).
+        anchors: The trust store.
+        as_of: Start of the timeline (tz-aware).
+        path_builder: ``modern`` or ``legacy-chain-top``.
+        horizon_years: How far ahead to look.
+        as_served: :func:`chain_break` of the chain as served, when already known.
+        host: The endpoint's host name, used only to compute ``as_served`` when not given.
+
+    Returns:
+        A :class:`RenewedBreak`.  A chain that does not validate at ``as_of``
+        as served keeps the as-served (invalid) result: today's answer is
+        always the as-served one.
+    """
+    as_of = _utc(as_of)
+    if as_served is None:
+        as_served = chain_break(served, anchors, host=host, as_of=as_of, path_builder=path_builder,
+                                horizon_years=horizon_years)
+    leafless = leaf_issuer_chain(served)
+    if leafless is None:
+        return RenewedBreak(RenewedBasis.ISSUER_NOT_SERVED, as_served)
+    issuer = cert_sha256(leafless[0])
+    if not as_served.valid_at_as_of:
+        return RenewedBreak(RenewedBasis.LEAF_ISSUER, as_served, issuer)
+    renewed = chain_break(leafless, anchors, host=None, as_of=as_of, path_builder=path_builder,
+                          horizon_years=horizon_years)
+    if not renewed.valid_at_as_of:
+        return RenewedBreak(RenewedBasis.ISSUER_REJECTED, as_served, issuer)
+    return RenewedBreak(RenewedBasis.LEAF_ISSUER, renewed, issuer)
+
+
 # --- which chains each profile meets -------------------------------------------------------
 
 
@@ -309,7 +461,12 @@ def chain_break_dates(
     horizon_years: int = DEFAULT_HORIZON_YEARS,
     coverage: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Break date of every chain each profile may meet (see :func:`chain_break`).
+    """Break dates of every chain each profile may meet, as served and renewed.
+
+    ``break_date`` is :func:`chain_break` of the chain as served;
+    ``renewed_break_date`` is :func:`renewed_chain_break` ("if AWS keeps
+    renewing its leaf certificates"), with ``renewed_basis`` saying whether it
+    comes from the leaf's issuer or falls back to the as-served date.
 
     Each distinct (served chain, store, host, path builder) is evaluated once,
     however many profiles and devices share it.
@@ -335,7 +492,7 @@ def chain_break_dates(
     names: dict[str, str] = {}
     for cert in [*certs.values(), *(a for lst in anchors.values() for a in lst)]:
         names.setdefault(cert_sha256(cert), _label(cert, catalog))
-    memo: dict[tuple[Any, ...], ChainBreak] = {}
+    memo: dict[tuple[Any, ...], tuple[ChainBreak, RenewedBreak]] = {}
     observations = {
         int(o[c.OBSERVATION_ID]): (str(o[c.HOST]), int(o[c.PORT]), str(o[c.PROBE]), tuple(_list(o[c.CHAIN_SHA256])))
         for o in run.observations[[c.OBSERVATION_ID, c.HOST, c.PORT, c.PROBE, c.CHAIN_SHA256]].to_dict("records")
@@ -352,11 +509,16 @@ def chain_break_dates(
         served = [certs[fp] for fp in chain_fps if fp in certs]
         builder = str(profile.get(c.PATH_BUILDER) or "modern")
         memo_key = (chain_fps, store_fps.get(key, ()), host, builder)
-        result = memo.get(memo_key)
-        if result is None:
-            result = chain_break(served, list(anchors.get(key, ())), host=host, as_of=as_of,
-                                 path_builder=builder, horizon_years=horizon_years)
-            memo[memo_key] = result
+        known = memo.get(memo_key)
+        if known is None:
+            store = list(anchors.get(key, ()))
+            result = chain_break(served, store, host=host, as_of=as_of, path_builder=builder,
+                                 horizon_years=horizon_years)
+            renewed = renewed_chain_break(served, store, as_of=as_of, path_builder=builder,
+                                          horizon_years=horizon_years, as_served=result)
+            known = memo[memo_key] = (result, renewed)
+        result, renewed = known
+        renewed_cause = renewed.chain_break.cause_sha256
         rows.append({
             PROFILE: key, DEVICES: int(profile.get(DEVICES, 0) or 0), c.OBSERVATION_ID: obs_id,
             c.HOST: host, c.PORT: port, c.PROBE: probe,
@@ -365,6 +527,9 @@ def chain_break_dates(
             LAST_PATH_SHA256: list(result.last_path_sha256), BREAK_CAUSE_SHA256: ";".join(result.cause_sha256),
             BREAK_CAUSE_NAME: ";".join(names.get(fp, fp[:16]) for fp in result.cause_sha256),
             BREAK_REASON: result.reason,
+            RENEWED_BREAK_DATE: renewed.break_date, RENEWED_BREAK_CAUSE_SHA256: ";".join(renewed_cause),
+            RENEWED_BREAK_CAUSE_NAME: ";".join(names.get(fp, fp[:16]) for fp in renewed_cause),
+            RENEWED_BASIS: renewed.basis.value,
         })
     return c.typed_frame(rows, CHAIN_BREAK_COLUMNS)
 
@@ -373,6 +538,27 @@ def _leaf_key_type(served: Sequence[x509.Certificate]) -> str:
     from .certs import key_type
 
     return key_type(served[0]) if served else ""
+
+
+_AS_SERVED_TWIN = {RENEWED_BREAK_DATE: BREAK_DATE, RENEWED_BREAK_CAUSE_NAME: BREAK_CAUSE_NAME}
+
+
+def _renewed(record: Mapping[str, Any], column: str) -> Any:
+    """A renewed column of a chain-break record; a frame written before it existed gives the as-served value."""
+    return record[column] if column in record else record[_AS_SERVED_TWIN.get(column, column)]
+
+
+def _profile_breaks(
+    valid: list[dict[str, Any]], invalid: list[dict[str, Any]], column: str,
+) -> tuple[BreakState, dict[str, Any] | None, Any]:
+    """(state, first chain to break, dark date) of one profile from its chains' ``column`` break dates."""
+    breaking = sorted((r for r in valid if not pd.isna(_renewed(r, column))),
+                      key=lambda r: (_renewed(r, column), str(r[c.HOST]), str(r[c.PROBE])))
+    if not valid:
+        return BreakState.BROKEN, None, None
+    state = BreakState.PARTLY_BROKEN if invalid else (BreakState.BREAKS if breaking else BreakState.OK)
+    dark = max(_renewed(r, column) for r in breaking) if len(breaking) == len(valid) else None  # last path gone
+    return state, (breaking[0] if breaking else None), dark
 
 
 def break_dates(
@@ -385,7 +571,11 @@ def break_dates(
     coverage: pd.DataFrame | None = None,
     chain_breaks: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Per profile: ``state``, ``break_date`` and ``dark_date`` (defined in the module docstring).
+    """Per profile: ``state``, ``break_date``, ``dark_date`` and their renewed twins (module docstring).
+
+    The ``renewed_*`` columns are the same aggregation over the chains'
+    ``renewed_break_date`` ("if AWS keeps renewing leaf certificates"):
+    ``renewed_break_date`` is the date the firmware must be updated by.
 
     Args:
         run: The run.
@@ -413,20 +603,13 @@ def break_dates(
                 GROUPS: [str(g) for g in _list(profile.get(GROUPS))]}
         mine = per_profile.get(key, [])
         if not mine:
-            rows.append({**base, STATE: BreakState.NO_CHAINS.value, CHAINS: 0, CHAINS_VALID: 0})
+            rows.append({**base, STATE: BreakState.NO_CHAINS.value, CHAINS: 0, CHAINS_VALID: 0,
+                         RENEWED_STATE: BreakState.NO_CHAINS.value, CHAINS_RENEWED_AS_SERVED: 0})
             continue
         valid = [r for r in mine if r[VALID_AT_AS_OF]]
         invalid = [r for r in mine if not r[VALID_AT_AS_OF]]
-        breaking = sorted((r for r in valid if not pd.isna(r[BREAK_DATE])),
-                          key=lambda r: (r[BREAK_DATE], str(r[c.HOST]), str(r[c.PROBE])))
-        dark = None
-        if not valid:
-            state = BreakState.BROKEN
-        else:
-            state = BreakState.PARTLY_BROKEN if invalid else (BreakState.BREAKS if breaking else BreakState.OK)
-            if len(breaking) == len(valid):
-                dark = max(r[BREAK_DATE] for r in breaking)  # the last valid path is gone
-        first = breaking[0] if breaking else None
+        state, first, dark = _profile_breaks(valid, invalid, BREAK_DATE)
+        renewed_state, renewed_first, renewed_dark = _profile_breaks(valid, invalid, RENEWED_BREAK_DATE)
         reason = str(first[BREAK_REASON]) if first else (str(invalid[0][BREAK_REASON]) if invalid else "")
         rows.append({
             **base, STATE: state.value, CHAINS: len(mine), CHAINS_VALID: len(valid),
@@ -437,9 +620,17 @@ def break_dates(
             BREAK_CAUSE_SHA256: str(first[BREAK_CAUSE_SHA256]) if first else "",
             BREAK_CAUSE_NAME: str(first[BREAK_CAUSE_NAME]) if first else "",
             BREAK_REASON: reason,
+            RENEWED_STATE: renewed_state.value,
+            RENEWED_BREAK_DATE: _renewed(renewed_first, RENEWED_BREAK_DATE) if renewed_first else None,
+            RENEWED_DARK_DATE: renewed_dark,
+            RENEWED_BREAK_CAUSE_NAME: str(_renewed(renewed_first, RENEWED_BREAK_CAUSE_NAME)) if renewed_first else "",
+            CHAINS_RENEWED_AS_SERVED: sum(
+                1 for r in valid if str(r.get(RENEWED_BASIS, RenewedBasis.LEAF_ISSUER.value)) != RenewedBasis.LEAF_ISSUER.value
+            ),
         })
     frame = c.typed_frame(rows, BREAK_DATE_COLUMNS)
-    for col in (FIRST_BREAK_HOST, FIRST_BREAK_PROBE, BREAK_CAUSE_SHA256, BREAK_CAUSE_NAME, BREAK_REASON):
+    for col in (FIRST_BREAK_HOST, FIRST_BREAK_PROBE, BREAK_CAUSE_SHA256, BREAK_CAUSE_NAME, BREAK_REASON,
+                RENEWED_BREAK_CAUSE_NAME):
         frame[col] = frame[col].fillna("")
     frame[LAST_PATH_SHA256] = [v if isinstance(v, list) else [] for v in frame[LAST_PATH_SHA256]]
     return frame.sort_values([BREAK_DATE, PROFILE], na_position="last", kind="stable").reset_index(drop=True)
@@ -589,12 +780,17 @@ def anchor_expiry(
 
 
 def cliff(break_dates: pd.DataFrame, *, as_of: datetime, horizon_years: int = DEFAULT_HORIZON_YEARS) -> pd.DataFrame:
-    """Devices losing every valid path, by date, over the horizon (a step curve for a plot).
+    """Devices losing every valid path, by date, over the horizon (step curves for a plot).
 
+    Two curves share the rows: as served (``devices_losing`` /
+    ``devices_connected``, by ``dark_date``: "if nothing changes") and renewed
+    (``devices_losing_renewed`` / ``devices_connected_renewed``, by
+    ``renewed_dark_date``: "if AWS keeps renewing leaf certificates").
     The first row is ``as_of`` (devices already without any valid path, or
-    already partly broken); then one row per distinct ``dark_date`` or
-    ``break_date`` inside the horizon; the last row is the horizon end.
-    Profiles that meet no chain (``no-chains``) are left out of every count.
+    already partly broken); then one row per distinct ``dark_date``,
+    ``break_date`` or ``renewed_dark_date`` inside the horizon (a row may
+    change only one curve); the last row is the horizon end.  Profiles that
+    meet no chain (``no-chains``) are left out of every count.
 
     Args:
         break_dates: :func:`break_dates` output.
@@ -614,17 +810,21 @@ def cliff(break_dates: pd.DataFrame, *, as_of: datetime, horizon_years: int = DE
     events: dict[pd.Timestamp, dict[str, Any]] = {}
 
     def at(when: pd.Timestamp) -> dict[str, Any]:
-        return events.setdefault(when, {DEVICES_LOSING: 0, DEVICES_BREAKING: 0, PROFILES: []})
+        return events.setdefault(when, {DEVICES_LOSING: 0, DEVICES_BREAKING: 0, PROFILES: [],
+                                        DEVICES_LOSING_RENEWED: 0, PROFILES_RENEWED: []})
 
     first = at(start)
-    first[DEVICES_LOSING] = int(dark_now[DEVICES].sum())
+    first[DEVICES_LOSING] = first[DEVICES_LOSING_RENEWED] = int(dark_now[DEVICES].sum())
     first[DEVICES_BREAKING] = int(partly_now[DEVICES].sum())
     first[PROFILES] = sorted(partly_now[PROFILE].astype(str))
+    first[PROFILES_RENEWED] = sorted(dark_now[PROFILE].astype(str))
+    renewed_dark = RENEWED_DARK_DATE if RENEWED_DARK_DATE in frame.columns else DARK_DATE  # older frames
     for row in frame.to_dict("records"):
         state = str(row[STATE])
         if state == BreakState.BROKEN.value:
             continue  # counted at as_of
-        for column, counter in ((DARK_DATE, DEVICES_LOSING), (BREAK_DATE, DEVICES_BREAKING)):
+        for column, counter, names in ((DARK_DATE, DEVICES_LOSING, PROFILES), (BREAK_DATE, DEVICES_BREAKING, PROFILES),
+                                       (renewed_dark, DEVICES_LOSING_RENEWED, PROFILES_RENEWED)):
             if column == BREAK_DATE and state == BreakState.PARTLY_BROKEN.value:
                 continue  # already not intact at as_of
             when = row.get(column)
@@ -632,16 +832,18 @@ def cliff(break_dates: pd.DataFrame, *, as_of: datetime, horizon_years: int = DE
                 continue
             event = at(pd.Timestamp(when))
             event[counter] += int(row[DEVICES])
-            if str(row[PROFILE]) not in event[PROFILES]:
-                event[PROFILES].append(str(row[PROFILE]))
+            if str(row[PROFILE]) not in event[names]:
+                event[names].append(str(row[PROFILE]))
     at(end)
     rows = []
-    connected, intact = total, total
+    connected, intact, connected_renewed = total, total, total
     for when in sorted(events):
         event = events[when]
         connected -= event[DEVICES_LOSING]
         intact -= event[DEVICES_BREAKING]
+        connected_renewed -= event[DEVICES_LOSING_RENEWED]
         rows.append({DATE: when, DEVICES_LOSING: event[DEVICES_LOSING], DEVICES_CONNECTED: connected,
                      DEVICES_BREAKING: event[DEVICES_BREAKING], DEVICES_INTACT: intact,
-                     PROFILES: sorted(event[PROFILES])})
+                     PROFILES: sorted(event[PROFILES]), DEVICES_LOSING_RENEWED: event[DEVICES_LOSING_RENEWED],
+                     DEVICES_CONNECTED_RENEWED: connected_renewed, PROFILES_RENEWED: sorted(event[PROFILES_RENEWED])})
     return c.typed_frame(rows, CLIFF_COLUMNS)
