@@ -39,6 +39,7 @@ OpenSSL 3 always builds trusted-first, so ``legacy-chain-top`` is compared with
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -160,16 +161,23 @@ def _issuer_cn(cert: x509.Certificate) -> str:
     return cert.issuer.rfc4514_string() or "(empty issuer)"
 
 
+@functools.lru_cache(maxsize=2)
+def _extension_policies(server: bool) -> tuple[ExtensionPolicy, ExtensionPolicy]:
+    """(CA policy, end-entity policy) of :func:`_policy`; immutable, so built once."""
+    ca_policy = ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
+    ee_policy = ExtensionPolicy.permit_all()
+    if server:
+        ee_policy = ee_policy.require_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+    return ca_policy, ee_policy
+
+
 def _policy(store: Sequence[x509.Certificate], as_of: datetime, *, server: bool) -> PolicyBuilder:
     # Device-stack policy, not the CA/B Forum web PKI profile: CA certificates
     # need basicConstraints (RFC 5280 4.2.1.9), everything else is permitted.
     # A server verifier must see a subjectAltName on the leaf (cryptography
     # refuses a server policy without it; RFC 9525 section 6.3 dropped the CN
     # fallback that OpenSSL still applies).
-    ca_policy = ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
-    ee_policy = ExtensionPolicy.permit_all()
-    if server:
-        ee_policy = ee_policy.require_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+    ca_policy, ee_policy = _extension_policies(server)
     return (
         PolicyBuilder()
         .store(Store(list(store)))
@@ -205,30 +213,42 @@ def _valid_at(cert: x509.Certificate, as_of: datetime) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=8192)
+def _fp(cert: x509.Certificate) -> str:
+    """:func:`iotaudit.certs.cert_sha256`, remembered per certificate (path building asks it again and again)."""
+    return cert_sha256(cert)
+
+
+@functools.lru_cache(maxsize=65536)
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """:func:`iotaudit.certs.is_signed_by`, remembered per pair (a signature check costs tens of microseconds)."""
+    return is_signed_by(cert, issuer)
+
+
 def _issuers(cert: x509.Certificate, pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    return [cand for cand in pool if cand is not cert and is_signed_by(cert, cand)]
+    return [cand for cand in pool if cand is not cert and _signed_by(cert, cand)]
 
 
 def _structural_paths(
     leaf: x509.Certificate, untrusted: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate], depth: int = 8,
 ) -> list[list[x509.Certificate]]:
     """Every signature-linked path leaf -> ... -> anchor, ignoring time (used to explain failures)."""
-    anchor_fps = {cert_sha256(a) for a in anchors}
+    anchor_fps = {_fp(a) for a in anchors}
     out: list[list[x509.Certificate]] = []
 
     def walk(path: list[x509.Certificate]) -> None:
         top = path[-1]
-        if len(path) > 1 and cert_sha256(top) in anchor_fps:
+        if len(path) > 1 and _fp(top) in anchor_fps:
             out.append(path)
             return
         if len(path) >= depth:
             return
-        seen = {cert_sha256(p) for p in path}
+        seen = {_fp(p) for p in path}
         for issuer in _issuers(top, [*anchors, *untrusted]):
-            if cert_sha256(issuer) not in seen:
+            if _fp(issuer) not in seen:
                 walk([*path, issuer])
 
-    if cert_sha256(leaf) in anchor_fps:
+    if _fp(leaf) in anchor_fps:
         out.append([leaf])
     walk([leaf])
     return out
@@ -265,19 +285,19 @@ def _explain(
     # No signature-linked path at all: where does the served chain stop?
     pool = [*served[1:], *anchors]
     top = leaf
-    seen = {cert_sha256(leaf)}
+    seen = {_fp(leaf)}
     while True:
-        issuers = [i for i in _issuers(top, pool) if cert_sha256(i) not in seen]
+        issuers = [i for i in _issuers(top, pool) if _fp(i) not in seen]
         if not issuers:
             break
         top = issuers[0]
-        seen.add(cert_sha256(top))
+        seen.add(_fp(top))
     if top is leaf and not _issuers(leaf, pool):
         return (
             f"missing intermediate: the issuer '{_issuer_cn(leaf)}' of leaf '{_cn(leaf)}' "
             "was not served and is not in the trust store"
         )
-    if is_signed_by(top, top):
+    if _signed_by(top, top):
         return f"no path to a trusted anchor: the chain ends at root '{_cn(top)}', which the trust store does not hold"
     return (
         f"no path to a trusted anchor: the chain ends at '{_cn(top)}' issued by '{_issuer_cn(top)}', "
@@ -296,23 +316,23 @@ def _legacy_path(
     served; then the store must hold that top certificate or its issuer.
     """
     path = [served[0]]
-    seen = {cert_sha256(served[0])}
+    seen = {_fp(served[0])}
     pool = list(served[1:])
-    while not is_signed_by(path[-1], path[-1]):
-        nxt = [i for i in _issuers(path[-1], pool) if cert_sha256(i) not in seen]
+    while not _signed_by(path[-1], path[-1]):
+        nxt = [i for i in _issuers(path[-1], pool) if _fp(i) not in seen]
         if not nxt:
             break
         path.append(nxt[0])
-        seen.add(cert_sha256(nxt[0]))
+        seen.add(_fp(nxt[0]))
     top = path[-1]
-    anchor_fps = {cert_sha256(a): a for a in anchors}
-    if cert_sha256(top) in anchor_fps and len(path) > 1:
+    anchor_fps = {_fp(a): a for a in anchors}
+    if _fp(top) in anchor_fps and len(path) > 1:
         return path, top, ""
-    if not is_signed_by(top, top):
+    if not _signed_by(top, top):
         for anchor in anchors:
-            if is_signed_by(top, anchor):
+            if _signed_by(top, anchor):
                 return [*path, anchor], anchor, ""
-    if is_signed_by(top, top):
+    if _signed_by(top, top):
         return path, None, (
             f"no path to a trusted anchor (legacy chain-top builder): the served chain ends at root "
             f"'{_cn(top)}', which the trust store does not hold"
@@ -373,14 +393,14 @@ def validate_chain(
             if anchor is None:
                 return PathVerdict(False, reason=why)
             store = [anchor]
-            untrusted = path[1:-1] if cert_sha256(path[-1]) == cert_sha256(anchor) else path[1:]
+            untrusted = path[1:-1] if _fp(path[-1]) == _fp(anchor) else path[1:]
         try:
             chain = _verify(served[0], untrusted, store, host, as_of)
         except VerificationError as err:
             if not explain:
                 return PathVerdict(False, reason=f"rejected by the path validator: {err}")
             return PathVerdict(False, reason=_explain([served[0], *untrusted], store, host, as_of, str(err)))
-    fps = tuple(cert_sha256(cert) for cert in chain)
+    fps = tuple(_fp(cert) for cert in chain)
     return PathVerdict(True, anchor_sha256=fps[-1], path_sha256=fps)
 
 
@@ -505,12 +525,58 @@ def meets(profiles_row: Mapping[str, Any] | pd.Series, observations: pd.DataFram
     return status_ok & region_ok & kind_ok & endpoint_ok
 
 
+_DNS_LABEL = re.compile(r"[A-Za-z0-9-]{1,63}")
+
+
+def _dns_name_ok(value: str) -> bool:
+    """Whether ``value`` is a DNS name the path validator accepts (RFC 1034 3.5 / RFC 1123 2.1 preferred syntax).
+
+    Mirrors ``DNSName::new`` of cryptography's verifier
+    (src/rust/cryptography-x509-verification/src/types.rs): 1-253 characters,
+    labels of 1-63 ASCII letters, digits and hyphens, no label starting or
+    ending with a hyphen.
+    """
+    if not value or len(value) > 253:
+        return False
+    return all(_DNS_LABEL.fullmatch(label) and not label.startswith("-") and not label.endswith("-")
+               for label in value.split("."))
+
+
+def _san_pattern_matches(pattern: str, host: str) -> bool:
+    """RFC 6125 6.4.3 matching as cryptography's ``DNSPattern::matches`` does it.
+
+    An exact name compares case-insensitively; ``*.parent`` matches exactly one
+    label to the left of ``parent``; any other wildcard form (``f*o.example``,
+    ``foo.*.example``) is not a pattern and matches nothing.
+    """
+    if pattern.startswith("*."):
+        base = pattern[2:]
+        _, dot, parent = host.partition(".")
+        return _dns_name_ok(base) and bool(dot) and _dns_name_ok(parent) and parent.lower() == base.lower()
+    return _dns_name_ok(pattern) and pattern.lower() == host.lower()
+
+
+def leaf_matches_host(leaf: x509.Certificate, host: str) -> bool:
+    """Whether a subjectAltName DNS name of ``leaf`` matches ``host`` (RFC 6125 6.4, RFC 9525 6.3).
+
+    The same rule as the server verifier's name check, so two hosts that give
+    the same answer for one leaf give the same validation verdict.
+    """
+    return any(_san_pattern_matches(san, host) for san in _sans(leaf))
+
+
 class ChainValidator:
     """Memoised :func:`validate_chain` over certificates known by SHA-256.
 
-    Verdicts depend only on (served chain, store, builder, host, time), and a
-    fleet has far fewer distinct stores than profiles, so every distinct
-    question is asked once.
+    A verdict depends only on (served chain, store, builder, time) and on the
+    host only through whether the leaf's subjectAltName matches it (RFC 6125
+    6.4; the verifier's name check is the only place the host enters), so the
+    memo key holds that answer, computed once per leaf x host, instead of the
+    host: identical chains served on different host names of one wildcard
+    share a validation.  A failure explanation that names the host
+    ("hostname mismatch: ... not HOST") is the one exception and is kept per
+    host.  A fleet has far fewer distinct stores than profiles, so every
+    distinct question is asked once.
 
     Args:
         certificates: SHA-256 -> certificate for everything that may be validated.
@@ -519,33 +585,94 @@ class ChainValidator:
     def __init__(self, certificates: Mapping[str, x509.Certificate]) -> None:
         self.certificates: dict[str, x509.Certificate] = dict(certificates)
         self._cache: dict[tuple[Any, ...], PathVerdict] = {}
+        self._names_host: dict[tuple[Any, ...], str] = {}
+        self._host_keys: dict[tuple[str, str], tuple[str, Any]] = {}
         self.calls = 0
 
     def add(self, certs: Iterable[x509.Certificate]) -> tuple[str, ...]:
         """Register certificates; returns their SHA-256s in order."""
         out = []
         for cert in certs:
-            fp = cert_sha256(cert)
+            fp = _fp(cert)
             self.certificates.setdefault(fp, cert)
             out.append(fp)
         return tuple(out)
+
+    def host_key(self, leaf: str, host: str | None) -> tuple[str, Any] | None:
+        """What a verdict on a chain with leaf ``leaf`` (SHA-256) can depend on of ``host``.
+
+        None when no name is checked; ``("san-match", bool)`` for a valid DNS
+        name; the host itself (no sharing) for a name the verifier refuses.
+        """
+        if not host:
+            return None
+        key = (leaf, host)
+        hit = self._host_keys.get(key)
+        if hit is None:
+            if _dns_name_ok(host) and leaf in self.certificates:
+                hit = ("san-match", leaf_matches_host(self.certificates[leaf], host))
+            else:
+                hit = ("host", host)
+            self._host_keys[key] = hit
+        return hit
 
     def validate(
         self, served: Sequence[str], store: Iterable[str], *, host: str | None, as_of: datetime,
         path_builder: PathBuilder | str, explain: bool = True,
     ) -> PathVerdict:
         """:func:`validate_chain` on certificates given by SHA-256, memoised."""
+        served = tuple(served)
         store_key = frozenset(store)
-        key = (tuple(served), store_key, host, as_of, str(path_builder), explain)
+        builder = PathBuilder(path_builder).value
+        key: tuple[Any, ...] = (served, store_key, self.host_key(served[0], host) if served else None,
+                                as_of, builder, explain)
         hit = self._cache.get(key)
         if hit is None:
-            self.calls += 1
-            hit = validate_chain(
-                [self.certificates[s] for s in served], [self.certificates[s] for s in sorted(store_key)],
-                host=host, as_of=as_of, path_builder=path_builder, explain=explain,
-            )
+            hit = self._run(served, store_key, host, as_of, builder, explain)
             self._cache[key] = hit
+            if host and host in hit.reason:
+                self._names_host[key] = host
+        named = self._names_host.get(key)
+        if named is not None and named != host:
+            # The reason names the host it was worked out for: this host gets its own.
+            key = (*key, host)
+            hit = self._cache.get(key)
+            if hit is None:
+                hit = self._run(served, store_key, host, as_of, builder, explain)
+                self._cache[key] = hit
         return hit
+
+    def valid(
+        self, served: Sequence[str], store: Iterable[str], *, host: str | None, as_of: datetime,
+        path_builder: PathBuilder | str,
+    ) -> bool:
+        """Whether ``served`` validates against ``store`` (no path, no reason), memoised.
+
+        For the ``modern`` builder this is "some single anchor of the store
+        validates it", so the answer is assembled from validations against
+        one anchor at a time, shared by every store that holds that anchor: a
+        path ends at exactly one trusted certificate (RFC 5280 6.1; the
+        cryptography builder stops at the first store certificate it reaches),
+        the other store certificates take no part in it, and the builder
+        searches every candidate issuer before giving up
+        (``build_chain_inner`` in cryptography-x509-verification/src/lib.rs),
+        so it finds a path whenever one exists.  The ``legacy-chain-top``
+        builder picks one anchor out of the whole store, so its store is
+        validated as a whole.
+        """
+        builder = PathBuilder(path_builder)
+        if builder is PathBuilder.MODERN:
+            return any(self.validate(served, (anchor,), host=host, as_of=as_of, path_builder=builder,
+                                     explain=False).valid for anchor in dict.fromkeys(store))
+        return self.validate(served, store, host=host, as_of=as_of, path_builder=builder, explain=False).valid
+
+    def _run(self, served: tuple[str, ...], store: frozenset[str], host: str | None, as_of: datetime,
+             builder: str, explain: bool) -> PathVerdict:
+        self.calls += 1
+        return validate_chain(
+            [self.certificates[s] for s in served], [self.certificates[s] for s in sorted(store)],
+            host=host, as_of=as_of, path_builder=builder, explain=explain,
+        )
 
 
 def _cross_signed_keys(catalog: Catalog) -> set[str]:
@@ -836,15 +963,37 @@ def analyse_coverage(
             no_cross[chain] = validator.add(without_cross_signs([validator.certificates[s] for s in chain], catalog))
         return no_cross[chain]
 
+    spki_memo: dict[str, str] = {}
+    label_memo: dict[str, str] = {}
+
+    def anchor_spki(sha: str) -> str:
+        if sha not in spki_memo:
+            spki_memo[sha] = spki_of(validator.certificates[sha])
+        return spki_memo[sha]
+
+    def anchor_name(sha: str) -> str:
+        if sha not in label_memo:
+            label_memo[sha] = anchor_label(sha, catalog, validator.certificates)
+        return label_memo[sha]
+
     rows: list[dict[str, Any]] = []
     met_by_profile: dict[str, list[int]] = {}
     profiles = inventory.profiles
-    for prow in profiles.to_dict("records"):
+    profile_records = profiles.to_dict("records")
+    # Profiles share regions, endpoints and key types far more than trust stores: one mask per combination.
+    met_memo: dict[tuple[str, frozenset[str], tuple[str, ...]], list[int]] = {}
+    # What one observation gives one (store, builder): every profile with both gets the same row.
+    outcome_memo: dict[tuple[int, frozenset[str], PathBuilder], tuple[PathVerdict, list[str], str]] = {}
+    for prow in profile_records:
         key = str(prow[PROFILE_KEY])
         store = validator.add(anchors[key])
+        store_set = frozenset(store)
         builder = PathBuilder(prow[PATH_BUILDER])
-        idx = np.flatnonzero(meets(prow, obs))
-        met_by_profile[key] = list(idx)
+        met_key = (str(prow[c.REGION]), frozenset(prow[KEY_TYPES]), tuple(prow[ENDPOINTS]))
+        if met_key not in met_memo:
+            met_memo[met_key] = list(np.flatnonzero(meets(prow, obs)))
+        idx = met_memo[met_key]
+        met_by_profile[key] = idx
         if not len(idx):
             rows.append({PROFILE: key, DEVICES: prow[DEVICES], c.OBSERVATION_ID: -1, c.HOST: "", c.PORT: 0,
                          c.REGION: prow[c.REGION], c.PROBE: "", c.KEY_TYPE: "", VALID: False, ANCHOR_SHA256: "",
@@ -855,26 +1004,28 @@ def analyse_coverage(
         for i in idx:
             o = obs_rows[i]
             host = str(o[c.HOST])
-            verdict = validator.validate(obs_chains[i], store, host=host, as_of=as_of, path_builder=builder)
-            risks: list[str] = []
-            if verdict.valid:
-                if not validator.validate(obs_chains[i], store, host=host, as_of=later, path_builder=builder,
-                                          explain=False).valid:
-                    risks.append(RISK_EXPIRES_SOON)
-                anchor_cert = validator.certificates[verdict.anchor_sha256]
-                if spki_of(anchor_cert) in legacy_keys:
-                    risks.append(RISK_LEGACY_ANCHOR)
-                bare = stripped(obs_chains[i])
-                if bare != obs_chains[i] and not validator.validate(
-                        bare, store, host=host, as_of=as_of, path_builder=builder, explain=False).valid:
-                    risks.append(RISK_NEEDS_CROSS_SIGN)
+            memo_key = (int(i), store_set, builder)
+            if memo_key not in outcome_memo:
+                verdict = validator.validate(obs_chains[i], store, host=host, as_of=as_of, path_builder=builder)
+                risks: list[str] = []
+                if verdict.valid:
+                    if not validator.valid(obs_chains[i], store, host=host, as_of=later, path_builder=builder):
+                        risks.append(RISK_EXPIRES_SOON)
+                    if anchor_spki(verdict.anchor_sha256) in legacy_keys:
+                        risks.append(RISK_LEGACY_ANCHOR)
+                    bare = stripped(obs_chains[i])
+                    if bare != obs_chains[i] and not validator.valid(bare, store, host=host, as_of=as_of,
+                                                                     path_builder=builder):
+                        risks.append(RISK_NEEDS_CROSS_SIGN)
+                outcome_memo[memo_key] = (verdict, risks, anchor_name(verdict.anchor_sha256))
+            verdict, risks, label = outcome_memo[memo_key]
             kind = Verdict.BROKEN if not verdict.valid else (Verdict.AT_RISK if risks else Verdict.COVERED)
             rows.append({
                 PROFILE: key, DEVICES: prow[DEVICES], c.OBSERVATION_ID: int(o[c.OBSERVATION_ID]), c.HOST: host,
                 c.PORT: int(o[c.PORT]), c.REGION: str(o[c.REGION]), c.PROBE: str(o[c.PROBE]),
                 c.KEY_TYPE: str(o[c.KEY_TYPE]), VALID: verdict.valid, ANCHOR_SHA256: verdict.anchor_sha256,
-                ANCHOR_NAME: anchor_label(verdict.anchor_sha256, catalog, validator.certificates),
-                PATH_SHA256: list(verdict.path_sha256), REASON: verdict.reason, VERDICT: kind.value, RISKS: risks,
+                ANCHOR_NAME: label, PATH_SHA256: list(verdict.path_sha256), REASON: verdict.reason,
+                VERDICT: kind.value, RISKS: list(risks),
             })
     cov = c.typed_frame(rows, COVERAGE_DTYPES) if rows else c.typed_frame([], COVERAGE_DTYPES)
     cov[PROFILE] = pd.Categorical(cov[PROFILE].astype(str), categories=list(profiles[PROFILE_KEY]))
@@ -884,13 +1035,37 @@ def analyse_coverage(
     hypothetical = HypotheticalPki(catalog, as_of)
     for cert in hypothetical.shadow.values():
         validator.add([cert])
-    for shapes in hypothetical.chains.values():
-        for chain in shapes.values():
-            validator.add(chain)
+    future_by_kind = {kind: [validator.add(chain) for chain in shapes.values()]
+                      for kind, shapes in hypothetical.chains.items()}
     candidates_real = {name: validator.add([catalog.entry(name).certificate])[0] for name in order}
     candidates_shadow = {name: validator.add([hypothetical.shadow[name]])[0] for name in order if name in hypothetical.shadow}
+    shadow_stores: dict[tuple[str, ...], tuple[str, ...]] = {}
+    answers: dict[tuple[Any, ...], tuple[int, list[set[str]], list[str]]] = {}
+
+    def roots_question(base: tuple[str, ...], chains: list[tuple[tuple[str, ...], str | None]],
+                       candidates: dict[str, str], builder: PathBuilder) -> tuple[int, list[set[str]], list[str]]:
+        """(failing chains, per failing chain the candidates that fix it, reasons no candidate fixes)."""
+        failing, fixers, reasons = 0, [], []
+        for chain, host in chains:
+            verdict = validator.validate(chain, base, host=host, as_of=as_of, path_builder=builder)
+            if verdict.valid:
+                continue
+            failing += 1
+            # A path that needs an added root ends at it, so only a candidate that validates the chain on
+            # its own can fix it (one validation per chain x candidate, shared by every profile); the
+            # store with it added is then asked as a whole (for modern, from the same single-root answers).
+            fix = {
+                name for name, sha in candidates.items() if sha not in base
+                and validator.valid(chain, (sha,), host=host, as_of=as_of, path_builder=builder)
+                and validator.valid(chain, (*base, sha), host=host, as_of=as_of, path_builder=builder)
+            }
+            fixers.append(fix)
+            if not fix:
+                reasons.append(verdict.reason)
+        return failing, fixers, reasons
+
     add_rows: list[dict[str, Any]] = []
-    for prow in profiles.to_dict("records"):
+    for prow in profile_records:
         key = str(prow[PROFILE_KEY])
         builder = PathBuilder(prow[PATH_BUILDER])
         store = validator.add(anchors[key])
@@ -898,27 +1073,19 @@ def analyse_coverage(
         today = [(obs_chains[i], str(obs_rows[i][c.HOST])) for i in met_by_profile[key]]
         questions[Scenario.TODAY] = (store, today, candidates_real)
         questions[Scenario.NO_CROSS_SIGN] = (store, [(stripped(ch), h) for ch, h in today], candidates_real)
-        shadow_store = validator.add(hypothetical.map_store(anchors[key]))
-        future = [
-            (validator.add(chain), None)
-            for kind in prow[KEY_TYPES] for chain in hypothetical.chains.get(kind, {}).values()
-        ]
-        questions[Scenario.RESERVED_ROOTS] = (shadow_store, future, candidates_shadow)
+        if store not in shadow_stores:
+            shadow_stores[store] = validator.add(hypothetical.map_store(anchors[key]))
+        future = [(chain, None) for kind in prow[KEY_TYPES] for chain in future_by_kind.get(kind, [])]
+        questions[Scenario.RESERVED_ROOTS] = (shadow_stores[store], future, candidates_shadow)
         for scenario, (base, chains, candidates) in questions.items():
             distinct = list(dict.fromkeys(chains))
-            failing, fixers, reasons = 0, [], []
-            for chain, host in distinct:
-                verdict = validator.validate(chain, base, host=host, as_of=as_of, path_builder=builder)
-                if verdict.valid:
-                    continue
-                failing += 1
-                fix = {
-                    name for name, sha in candidates.items() if sha not in base and validator.validate(
-                        chain, (*base, sha), host=host, as_of=as_of, path_builder=builder, explain=False).valid
-                }
-                fixers.append(fix)
-                if not fix:
-                    reasons.append(verdict.reason)
+            # Hosts enter only through the leaf's name match (ChainValidator.host_key).
+            answer_key = (frozenset(base), tuple(
+                (chain, validator.host_key(chain[0], host) if chain else None) for chain, host in distinct),
+                id(candidates), builder)
+            if answer_key not in answers:
+                answers[answer_key] = roots_question(base, distinct, candidates, builder)
+            failing, fixers, reasons = answers[answer_key]
             add_rows.append({
                 PROFILE: key, DEVICES: prow[DEVICES], SCENARIO: scenario.value, CHAINS: len(distinct),
                 FAILING: failing, READY: failing == 0, ROOTS_TO_ADD: _min_cover(fixers, order),
@@ -927,19 +1094,25 @@ def analyse_coverage(
     roots = c.typed_frame(add_rows, ROOTS_TO_ADD_DTYPES) if add_rows else c.typed_frame([], ROOTS_TO_ADD_DTYPES)
 
     fleet = fleet_view(cov, inventory)
+    # Per-profile summary straight from the rows (one pass, no per-profile frame filtering).
+    rows_of: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        rows_of.setdefault(row[PROFILE], []).append(row)
     summary_rows = []
     by_scenario = {(r[PROFILE], r[SCENARIO]): r for r in add_rows}
-    for prow in profiles.to_dict("records"):
+    for prow in profile_records:
         key = str(prow[PROFILE_KEY])
-        mine = cov[cov[PROFILE] == key]
-        verdicts = mine[VERDICT].astype(str)
+        mine = rows_of.get(key, [])
+        verdicts = [str(r[VERDICT]) for r in mine]
         worst = max(verdicts, key=lambda v: VERDICT_ORDER[v]) if len(verdicts) else Verdict.NOT_APPLICABLE.value
         summary_rows.append({
             PROFILE: key, DEVICES: prow[DEVICES], GROUPS: list(prow[GROUPS]), VERDICT: worst,
-            CHAINS: int((mine[c.OBSERVATION_ID] >= 0).sum()), COVERED: int((verdicts == Verdict.COVERED.value).sum()),
-            AT_RISK: int((verdicts == Verdict.AT_RISK.value).sum()), BROKEN: int((verdicts == Verdict.BROKEN.value).sum()),
-            RISKS: sorted({r for rs in mine[RISKS] for r in rs}),
-            REASONS: sorted({r for r in mine[REASON].astype(str) if r and not r.startswith("the profile meets no")}),
+            CHAINS: sum(1 for r in mine if r[c.OBSERVATION_ID] >= 0),
+            COVERED: verdicts.count(Verdict.COVERED.value), AT_RISK: verdicts.count(Verdict.AT_RISK.value),
+            BROKEN: verdicts.count(Verdict.BROKEN.value),
+            RISKS: sorted({r for row in mine for r in row[RISKS]}),
+            REASONS: sorted({str(row[REASON]) for row in mine
+                             if row[REASON] and not str(row[REASON]).startswith("the profile meets no")}),
             ROOTS_TO_ADD: by_scenario[(key, Scenario.TODAY.value)][ROOTS_TO_ADD],
             READY_NO_CROSS_SIGN: by_scenario[(key, Scenario.NO_CROSS_SIGN.value)][READY],
             READY_RESERVED_ROOTS: by_scenario[(key, Scenario.RESERVED_ROOTS.value)][READY],

@@ -248,3 +248,108 @@ def test_meets_filters_by_key_type(lab_coverage) -> None:
     result, _ = lab_coverage
     assert set(result.coverage.loc[result.coverage["profile"] == "fw-verisign", "key_type"].astype(str)) == {"rsa"}
     assert set(result.coverage.loc[result.coverage["profile"] == "fw-all", "key_type"].astype(str)) == {"rsa", "ec"}
+
+
+# --- ChainValidator memo keys: the host enters only through the leaf's name match -------------
+
+def _validator(served: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate]):  # -> (validator, chain, store)
+    from iotaudit.coverage import ChainValidator
+
+    validator = ChainValidator({})
+    return validator, validator.add(served), validator.add(anchors)
+
+
+def test_hosts_matching_the_leaf_share_one_validation() -> None:
+    validator, chain, store = _validator(lab_rsa_chain(), [lab("AmazonRootCA1")])
+    first = validator.validate(chain, store, host=HOST, as_of=AS_OF, path_builder="modern")
+    second = validator.validate(chain, store, host="lab-ats-alpn-ats.iot.us-east-1.amazonaws.com", as_of=AS_OF,
+                                path_builder="modern")
+    assert first.valid and second == first
+    assert validator.calls == 1
+
+
+def test_a_matching_and_a_mismatching_host_do_not_share_a_verdict() -> None:
+    validator, chain, store = _validator(lab_rsa_chain(), [lab("AmazonRootCA1")])
+    assert validator.validate(chain, store, host=HOST, as_of=AS_OF, path_builder="modern").valid
+    other = validator.validate(chain, store, host="lab-ats-dual-ats.iot.eu-west-1.amazonaws.com", as_of=AS_OF,
+                               path_builder="modern")
+    assert not other.valid and "hostname mismatch" in other.reason
+    assert "lab-ats-dual-ats.iot.eu-west-1.amazonaws.com" in other.reason
+    # And in the other order: a cached mismatch never answers for a matching host.
+    validator, chain, store = _validator(lab_rsa_chain(), [lab("AmazonRootCA1")])
+    assert not validator.validate(chain, store, host="device.example.com", as_of=AS_OF, path_builder="modern").valid
+    assert validator.validate(chain, store, host=HOST, as_of=AS_OF, path_builder="modern").valid
+
+
+def test_a_mismatch_reason_names_its_own_host() -> None:
+    validator, chain, store = _validator(lab_rsa_chain(), [lab("AmazonRootCA1")])
+    one = validator.validate(chain, store, host="one.example.com", as_of=AS_OF, path_builder="modern")
+    two = validator.validate(chain, store, host="two.example.com", as_of=AS_OF, path_builder="modern")
+    assert one.reason.endswith("not one.example.com") and two.reason.endswith("not two.example.com")
+    direct = validate_chain(lab_rsa_chain(), [lab("AmazonRootCA1")], host="two.example.com", as_of=AS_OF)
+    assert two == direct
+
+
+@pytest.mark.parametrize("host", [
+    HOST, HOST.upper(), "iot.us-east-1.amazonaws.com", "a.b.iot.us-east-1.amazonaws.com", "iot.eu-west-1.amazonaws.com",
+    "x.iot.eu-west-1.amazonaws.com", "us-east-1.amazonaws.com", "amazonaws.com", "localhost", "127.0.0.1",
+])
+def test_leaf_name_match_agrees_with_the_verifier(host: str) -> None:
+    from iotaudit.coverage import leaf_matches_host
+
+    served = lab_rsa_chain()
+    verdict = validate_chain(served, [lab("AmazonRootCA1")], host=host, as_of=AS_OF)
+    assert leaf_matches_host(served[0], host) is verdict.valid
+
+
+def test_names_the_verifier_refuses_are_never_shared() -> None:
+    validator, chain, _ = _validator(lab_rsa_chain(), [lab("AmazonRootCA1")])
+    assert validator.host_key(chain[0], "bad_name.iot.us-east-1.amazonaws.com") == (
+        "host", "bad_name.iot.us-east-1.amazonaws.com")
+    assert validator.host_key(chain[0], HOST + ".") == ("host", HOST + ".")
+    assert validator.host_key(chain[0], None) is None and validator.host_key(chain[0], "") is None
+
+
+@pytest.mark.parametrize("builder", ["modern", "legacy-chain-top"])
+def test_validity_from_single_anchors_equals_the_whole_store(builder: str) -> None:
+    from itertools import combinations
+
+    names = ["AmazonRootCA1", "AmazonRootCA3", "SFSRootCAG2", "StarfieldClass2CA", "VeriSignClass3G5"]
+    chains = [lab_rsa_chain(), lab_rsa_chain()[:2], lab_rsa_chain()[:3],
+              [PKI.leaves[("legacy", "us-east-1")], lab("SymantecClass3ECC256G2")]]
+    validator, _, _ = _validator([], [])
+    for served in chains:
+        chain = validator.add(served)
+        for size in (1, 2, 3):
+            for combo in combinations(names, size):
+                store = validator.add([lab(n) for n in combo])
+                for when in (AS_OF, datetime(2040, 1, 1, tzinfo=timezone.utc)):
+                    whole = validate_chain(served, [lab(n) for n in combo], host=HOST, as_of=when,
+                                           path_builder=builder, explain=False).valid
+                    assert validator.valid(chain, store, host=HOST, as_of=when, path_builder=builder) is whole, combo
+
+
+def test_roots_to_add_equal_validating_every_store_with_each_candidate_added(lab_run, lab_coverage) -> None:
+    from iotaudit.coverage import _candidate_order, _min_cover, run_certificate_objects
+
+    result, inv = lab_coverage
+    catalog = lab_run.catalog_object()
+    anchors = inv.resolve(catalog)
+    certs = run_certificate_objects(lab_run)
+    chain_of = dict(zip(lab_run.observations["observation_id"], lab_run.observations["chain_sha256"], strict=True))
+    order = _candidate_order(catalog)
+    builders = dict(zip(inv.profiles["profile_key"], inv.profiles["path_builder"], strict=True))
+    today = result.roots_to_add[result.roots_to_add["scenario"] == "today"].set_index("profile")
+    for key, rows in result.coverage[result.coverage["observation_id"] >= 0].groupby("profile", observed=True):
+        base = anchors[str(key)]
+        fixers = []
+        for obs_id, host in dict.fromkeys(zip(rows["observation_id"], rows["host"], strict=True)):
+            served = [certs[s] for s in chain_of[obs_id]]
+            if validate_chain(served, base, host=host, as_of=lab_run.created_at, path_builder=builders[key]).valid:
+                continue
+            fixers.append({
+                name for name in order if catalog.entry(name).certificate not in base and validate_chain(
+                    served, [*base, catalog.entry(name).certificate], host=host, as_of=lab_run.created_at,
+                    path_builder=builders[key], explain=False).valid
+            })
+        assert today.loc[key, "roots_to_add"] == _min_cover(fixers, order), key
