@@ -109,6 +109,13 @@ def _iso(value: Any) -> str | None:
     return pd.Timestamp(value).isoformat()
 
 
+def _earliest(expiry: pd.DataFrame, column: str) -> str | None:
+    if column not in expiry.columns or not len(expiry):
+        return None
+    dates = pd.to_datetime(expiry[column], utc=True).dropna()
+    return _iso(dates.min()) if len(dates) else None
+
+
 def _summary(
     run: Any, inventory: Inventory, as_of: datetime, horizon_years: int, cov: Any, expiry: pd.DataFrame,
     ranked: pd.DataFrame, notes: list[str],
@@ -125,10 +132,8 @@ def _summary(
     group_rank = pairs.groupby(c.GROUP, observed=True)["rank"].max()
     names = {0: Verdict.COVERED.value, 1: Verdict.AT_RISK.value, 2: Verdict.BROKEN.value}
     groups_by_verdict = {names[r]: int((group_rank == r).sum()) for r in names}
-    earliest = None
-    if c.BREAK_DATE in expiry.columns and len(expiry):
-        dates = pd.to_datetime(expiry[c.BREAK_DATE], utc=True).dropna()
-        earliest = _iso(dates.min()) if len(dates) else None
+    earliest = _earliest(expiry, c.BREAK_DATE)                   # if nothing changes (served chain as is)
+    earliest_renewed = _earliest(expiry, c.RENEWED_BREAK_DATE)   # if AWS keeps renewing leaf certificates
     worst_pin = None
     if len(ranked):
         top = ranked.iloc[0].to_dict()
@@ -158,6 +163,7 @@ def _summary(
         "devices_ready_for_reserved_roots": ready_reserved,
         "devices_ready_without_cross_sign": ready_no_cross,
         "earliest_break_date": earliest,
+        "earliest_renewed_break_date": earliest_renewed,
         "worst_pin_risk": worst_pin,
         "validations": int(cov.validations),
         "notes": notes,

@@ -129,6 +129,9 @@ def coverage_heatmap(coverage: pd.DataFrame, *, title: str = "Root coverage") ->
     return figure
 
 
+MARKER_LABEL = "The same profile's first break if nothing changes (served chain as is, leaf included)"
+
+
 def _utc(values: Sequence | pd.Series) -> pd.Series:
     return pd.to_datetime(pd.Series(values), utc=True)
 
@@ -148,16 +151,23 @@ def expiry_timeline(
 
     The three kinds of date are drawn differently (blackbox_exporter issues
     340/589/637 are what happens when they are mixed up): served-certificate
-    validity in blue, the date each profile loses its last valid path in
-    vermillion with hatching, anchor validity in green.  Bars that run past
-    the horizon end in an arrow.  The lower panel is the cliff: devices still
-    connected over time.
+    validity in blue, each profile's first break in vermillion with hatching,
+    anchor validity in green.  A profile's bar ends at its break "if AWS keeps
+    renewing leaf certificates" (``renewed_break_date``: the date to update the
+    firmware by); a black diamond marks its break "if nothing changes"
+    (``break_date``, the served chain as is) when that is earlier.  Bars that
+    run past the horizon end in an arrow.  The lower panel is the cliff:
+    devices still connected over time, solid if AWS keeps renewing leaf
+    certificates, dashed if nothing changes.  Frames without the renewed
+    columns are drawn with the as-served dates only.
 
     Args:
         certificates_expiry: ``subject_cn``, ``role``, ``not_after`` (``not_before`` optional).
-        break_dates: Per profile ``profile``, ``devices``, ``break_date`` (NaT: not within the horizon).
+        break_dates: Per profile ``profile``, ``devices``, ``break_date`` (NaT: not within the horizon),
+            ``renewed_break_date`` (optional).
         anchors_expiry: ``anchor_name``, ``anchor_sha256``, ``not_after``.
-        cliff: ``date``, ``devices_losing``, ``devices_connected``.
+        cliff: ``date``, ``devices_losing``, ``devices_connected`` (``devices_losing_renewed``,
+            ``devices_connected_renewed`` optional).
         as_of: The evaluation time (tz-aware).
         horizon_years: The right edge of the plot.
         title: Figure title.
@@ -167,6 +177,7 @@ def expiry_timeline(
     end = start + pd.DateOffset(years=horizon_years)
     left = start - pd.DateOffset(years=1)
     bars: list[tuple[str, pd.Timestamp, pd.Timestamp, str]] = []  # label, from, to, kind
+    served_breaks: dict[str, pd.Timestamp] = {}  # path bar label -> as-served break when before the bar's end
 
     certs = certificates_expiry
     if not certs.empty and "not_after" in certs.columns:
@@ -176,15 +187,20 @@ def expiry_timeline(
             role = str(row.get("role", ""))
             since = pd.Timestamp(row["not_before"]) if "not_before" in row and not pd.isna(row["not_before"]) else left
             bars.append((f"{_short(name, 38)} ({role})" if role else _short(name, 44), since, row["_na"], "served"))
+    renewed = "renewed_break_date" in break_dates.columns
     if not break_dates.empty and "break_date" in break_dates.columns:
         for row in break_dates.to_dict("records"):
-            when = row["break_date"]
+            when = row["renewed_break_date"] if renewed else row["break_date"]
             devices = int(row.get("devices", 0) or 0)
             label = f"{_short(str(row['profile']), 30)} ({devices:,} devices)"
             if str(row.get("state", "")) == "broken":  # no valid path at as_of: nothing left to expire
                 bars.append((label, start, start, "path"))
-            else:
-                bars.append((label, start, end + pd.Timedelta(days=1) if pd.isna(when) else pd.Timestamp(when), "path"))
+                continue
+            until = end + pd.Timedelta(days=1) if pd.isna(when) else pd.Timestamp(when)
+            bars.append((label, start, until, "path"))
+            served = row["break_date"]
+            if renewed and not pd.isna(served) and pd.Timestamp(served) < until:
+                served_breaks[label] = pd.Timestamp(served)
     if not anchors_expiry.empty and "not_after" in anchors_expiry.columns:
         key = "anchor_sha256" if "anchor_sha256" in anchors_expiry.columns else "anchor_name"
         anchors = anchors_expiry.drop_duplicates(subset=[key])
@@ -198,9 +214,11 @@ def expiry_timeline(
         bars = sorted(bars, key=lambda b: b[2])[:max_bars]
     kinds_order = {"path": 0, "served": 1, "anchor": 2}
     bars.sort(key=lambda b: (kinds_order[b[3]], b[2]))
+    path_label = ("Firmware profile works until (first break if AWS keeps renewing leaf certificates)" if renewed
+                  else "Firmware profile works until (first break date)")
     style = {
         "served": dict(color=BLUE, hatch="", label="Served certificate valid until (not_after)"),
-        "path": dict(color=VERMILLION, hatch="///", label="Profile's last valid path works until (break date)"),
+        "path": dict(color=VERMILLION, hatch="///", label=path_label),
         "anchor": dict(color=GREEN, hatch="..", label="Trust anchor in firmware valid until"),
     }
     figure = Figure(figsize=(13, 2.8 + 0.28 * len(bars) + 2.6))
@@ -216,6 +234,11 @@ def expiry_timeline(
                 color=s["color"], hatch=s["hatch"], edgecolor="white" if not s["hatch"] else "black", linewidth=0.4,
                 label=s["label"] if kind not in seen else None, alpha=0.9)
         seen.add(kind)
+        if kind == "path" and label in served_breaks and left <= served_breaks[label] <= end:
+            ax.plot([mdates.date2num(served_breaks[label])], [y], linestyle="none", marker="D", markersize=5,
+                    markerfacecolor="black", markeredgecolor="white", markeredgewidth=0.6, zorder=3,
+                    label=MARKER_LABEL if "served-break" not in seen else None)
+            seen.add("served-break")
         if until > end:
             ax.annotate("beyond horizon →" if kind == "path" else f"→ {until:%Y}", (mdates.date2num(end), y),
                         xytext=(-4, 0), textcoords="offset points", ha="right", va="center", fontsize=7, color="black")
@@ -230,7 +253,11 @@ def expiry_timeline(
     ax.axvline(mdates.date2num(start), color="black", linestyle="--", linewidth=1.2)
     ax.text(mdates.date2num(start), -0.9, f" as of {start:%Y-%m-%d}", fontsize=8, va="bottom", ha="left")
     ax.set_xlim(mdates.date2num(left), mdates.date2num(end))
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=8, frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    order = [style["path"]["label"], MARKER_LABEL, style["served"]["label"], style["anchor"]["label"]]
+    legend = sorted(zip(handles, labels, strict=True), key=lambda h: order.index(h[1]) if h[1] in order else len(order))
+    ax.legend([h for h, _ in legend], [lab for _, lab in legend], loc="lower left", bbox_to_anchor=(0.0, 1.0),
+              ncol=2, fontsize=8, frameon=False)
     ax.grid(axis="x", color="#e0e0e0")
     ax.tick_params(labelbottom=False)
     suffix = f"  ({dropped} more bars not shown)" if dropped else ""
@@ -238,18 +265,39 @@ def expiry_timeline(
 
     if not cliff.empty and {"date", "devices_connected"} <= set(cliff.columns):
         dates = _utc(cliff["date"])
-        connected = cliff["devices_connected"].astype(float).to_numpy()
-        total = connected[0] + float(cliff["devices_losing"].iloc[0]) if "devices_losing" in cliff.columns else connected[0]
         xs = [mdates.date2num(left)] + [mdates.date2num(d) for d in dates] + [mdates.date2num(end)]
-        ys = [total] + list(connected) + [connected[-1] if len(connected) else total]
-        ax_cliff.step(xs, ys, where="post", color=VERMILLION, linewidth=2, label="Devices with a valid path")
+
+        def curve(connected_col: str, losing_col: str) -> list[float]:
+            connected = cliff[connected_col].astype(float).to_numpy()
+            total = connected[0] + float(cliff[losing_col].iloc[0]) if losing_col in cliff.columns else connected[0]
+            return [total] + list(connected) + [connected[-1] if len(connected) else total]
+
+        both = {"devices_connected_renewed", "devices_losing_renewed"} <= set(cliff.columns)
+        main = ("devices_connected_renewed", "devices_losing_renewed") if both else ("devices_connected", "devices_losing")
+        ys = curve(*main)
+        ax_cliff.step(xs, ys, where="post", color=VERMILLION, linewidth=2.2, zorder=3,
+                      label="If AWS keeps renewing leaf certificates (the firmware side decides)" if both
+                      else "Devices with a valid path")
         ax_cliff.fill_between(xs, ys, step="post", color=VERMILLION, alpha=0.12)
-        if "devices_losing" in cliff.columns:
+        tallest = max(ys)
+        if both:
+            ys_served = curve("devices_connected", "devices_losing")
+            ax_cliff.step(xs, ys_served, where="post", color="#333333", linewidth=1.4, linestyle=(0, (5, 3)), zorder=4,
+                          label="If nothing changes (served chain as is: also ends when today's leaf expires)")
+            tallest = max(tallest, max(ys_served))
+        if main[1] in cliff.columns:
+            losing = cliff[cliff[main[1]] > 0]
+            for d, n in zip(_utc(losing["date"]), losing[main[1]], strict=True):
+                ax_cliff.annotate(f"−{int(n):,}", (mdates.date2num(d), 0), xytext=(3, 4), textcoords="offset points",
+                                  fontsize=8, color=VERMILLION, fontweight="bold", rotation=90, va="bottom")
+        if both:
             losing = cliff[cliff["devices_losing"] > 0]
             for d, n in zip(_utc(losing["date"]), losing["devices_losing"], strict=True):
-                ax_cliff.annotate(f"−{int(n):,}", (mdates.date2num(d), 0), xytext=(2, 4), textcoords="offset points",
-                                  fontsize=7, color=VERMILLION, rotation=90, va="bottom")
-        ax_cliff.set_ylim(0, max(ys) * 1.1 if max(ys) > 0 else 1)
+                ax_cliff.annotate(f"−{int(n):,}", (mdates.date2num(d), tallest * 1.24), xytext=(-3, 0),
+                                  textcoords="offset points", fontsize=7, color="#333333", rotation=90, va="top",
+                                  ha="right")
+        ax_cliff.set_ylim(0, tallest * (1.28 if both else 1.1) if tallest > 0 else 1)
+        ax_cliff.legend(loc="lower right", fontsize=8, frameon=True, framealpha=0.9)
     else:
         ax_cliff.text(0.5, 0.5, "no cliff data", transform=ax_cliff.transAxes, ha="center", va="center")
     ax_cliff.axvline(mdates.date2num(start), color="black", linestyle="--", linewidth=1.2)

@@ -391,6 +391,15 @@ def headline_numbers(inputs: ReportInputs) -> dict[str, Any]:
             horizon = inputs.as_of + timedelta(days=365)
             soon = dated[pd.to_datetime(dated["break_date"], utc=True) <= pd.Timestamp(horizon)]
             devices_breaking = int(soon["devices"].sum()) if "devices" in soon.columns else 0
+    # "If AWS keeps renewing leaf certificates": the first date a firmware must be updated by.
+    renewed_date, renewed_profiles, renewed_devices = None, [], 0
+    if not expiry.empty and "renewed_break_date" in expiry.columns:
+        when = pd.to_datetime(expiry["renewed_break_date"], utc=True)
+        if when.notna().any():
+            first = expiry[when == when.min()]
+            renewed_date = pd.Timestamp(when.min()).isoformat()
+            renewed_profiles = sorted(first["profile"].astype(str))
+            renewed_devices = int(first["devices"].sum()) if "devices" in first.columns else 0
     certs = inputs.frame("certificates_expiry")
     expiring = 0
     if not certs.empty and "not_after" in certs.columns:
@@ -409,11 +418,20 @@ def headline_numbers(inputs: ReportInputs) -> dict[str, Any]:
         "devices_by_verdict": devices_by_verdict,
         "earliest_break_date": earliest_date,
         "earliest_break_profile": earliest_profile,
+        "earliest_renewed_break_date": renewed_date,
+        "earliest_renewed_break_profiles": renewed_profiles,
+        "earliest_renewed_break_devices": renewed_devices,
         "devices_breaking_within_365_days": devices_breaking,
         "certificates_expiring_within_30_days": expiring,
         "worst_pin_risk": worst_pin,
     }
     return numbers
+
+
+def _profiles_and_devices(profiles: Sequence[str], devices: int, most: int = 3) -> str:
+    """``"fw-a, fw-b and 3 more: 120 devices"``."""
+    shown = ", ".join(profiles[:most]) + (f" and {len(profiles) - most} more" if len(profiles) > most else "")
+    return f"{shown}: {devices:,} devices"
 
 
 def headline_table(inputs: ReportInputs) -> Html:
@@ -425,7 +443,10 @@ def headline_table(inputs: ReportInputs) -> Html:
         ("Devices broken today", f"{n['devices_by_verdict']['broken']:,}"),
         ("Devices at risk", f"{n['devices_by_verdict']['at-risk']:,}"),
         ("Devices covered", f"{n['devices_by_verdict']['covered']:,}"),
-        ("Earliest break date", _fmt_date(n["earliest_break_date"]) +
+        ("First firmware break if AWS keeps renewing leaves", _fmt_date(n["earliest_renewed_break_date"]) +
+         (f" ({_profiles_and_devices(n['earliest_renewed_break_profiles'], n['earliest_renewed_break_devices'])})"
+          if n["earliest_renewed_break_profiles"] else "")),
+        ("Earliest break if nothing changes", _fmt_date(n["earliest_break_date"]) +
          (f" ({n['earliest_break_profile']})" if n["earliest_break_profile"] else "")),
         ("Devices losing every path within a year", f"{n['devices_breaking_within_365_days']:,}"),
         ("Served certificates expiring within 30 days", f"{n['certificates_expiring_within_30_days']:,}"),
@@ -521,13 +542,21 @@ def expiry_figure(inputs: ReportInputs) -> Png:
 
 
 def break_dates_table(inputs: ReportInputs) -> Html:
-    """Per profile: the date it loses its last valid path."""
-    return table(inputs.frame("expiry"), {"profile": "Firmware profile", "devices": "Devices", "state": "State",
-                                         "break_date": "A chain loses its last path on",
-                                         "dark_date": "Every chain lost on", "break_cause_name": "Because of",
-                                         "first_break_host": "First endpoint to break"},
-                 sort=["break_date"], empty="No profile.",
-                 caption="Validated-path break dates: found by validating at each future date, not by the soonest not_after.")
+    """Per profile: when it must be updated (AWS keeps renewing leaves) and when it breaks if nothing changes."""
+    return table(inputs.frame("expiry"), {
+        "profile": "Firmware profile", "devices": "Devices", "state": "State",
+        "renewed_break_date": "Update firmware by (AWS renewing leaves)",
+        "renewed_break_cause_name": "Because of (firmware side)",
+        "renewed_dark_date": "Loses every path (AWS renewing leaves)",
+        "break_date": "First break if nothing changes",
+        "dark_date": "Loses every path if nothing changes", "break_cause_name": "Because of (as served)",
+        "first_break_host": "First endpoint to break",
+    }, sort=["renewed_break_date", "break_date"], empty="No profile.",
+        caption="Validated-path break dates, found by validating at each future date (not by the soonest not_after). "
+                "\"AWS renewing leaves\": AWS keeps renewing its leaf certificates under the same issuing CA, so the "
+                "served chain is validated from the certificate that issued its leaf and only the issuing CA, a "
+                "cross-sign or an anchor the firmware depends on can end it: the date to update the firmware by. "
+                "\"Nothing changes\": the chain exactly as served, so every chain also ends when today's leaf expires.")
 
 
 def certificates_expiry_table(inputs: ReportInputs) -> Html:
@@ -551,9 +580,16 @@ def cliff_table(inputs: ReportInputs) -> Html:
     """Dates on which devices lose their last valid path."""
     frame = inputs.frame("cliff")
     if not frame.empty and "devices_losing" in frame.columns:
-        frame = frame[frame["devices_losing"] > 0]
-    return table(frame, {"date": "Date", "devices_losing": "Devices losing every path",
-                         "devices_connected": "Devices still connected"}, sort=["date"],
+        losing = frame["devices_losing"] > 0
+        if "devices_losing_renewed" in frame.columns:
+            losing |= frame["devices_losing_renewed"] > 0
+        frame = frame[losing]
+    return table(frame, {"date": "Date",
+                         "devices_losing_renewed": "Devices losing every path (AWS keeps renewing leaves)",
+                         "devices_connected_renewed": "Still connected (AWS keeps renewing leaves)",
+                         "profiles_renewed": "Firmware losing every path (AWS keeps renewing leaves)",
+                         "devices_losing": "Devices losing every path (nothing changes)",
+                         "devices_connected": "Still connected (nothing changes)"}, sort=["date"],
                  empty="No device loses its last valid path within the horizon.")
 
 
@@ -955,7 +991,8 @@ def index_page(summary: Mapping[str, Any], specs: Sequence[NotebookSpec]) -> str
         ("Broken today", f"{verdicts.get('broken', 0):,}", "bad" if verdicts.get("broken") else "good"),
         ("At risk", f"{verdicts.get('at-risk', 0):,}", "warn" if verdicts.get("at-risk") else "good"),
         ("Covered", f"{verdicts.get('covered', 0):,}", ""),
-        ("Earliest break", _fmt_date(summary.get("earliest_break_date")), ""),
+        ("Firmware update due (AWS keeps renewing leaves)", _fmt_date(summary.get("earliest_renewed_break_date")), ""),
+        ("Earliest break (nothing changes)", _fmt_date(summary.get("earliest_break_date")), ""),
     ]
     card_html = "".join(f'<div class="card {cls}"><div class="num">{esc(value)}</div><div class="lbl">{esc(label)}</div></div>'
                         for label, value, cls in cards)

@@ -166,6 +166,10 @@ def test_summary_json_headline_numbers(rendered):
     assert sum(summary["devices_by_verdict"].values()) == 12
     assert summary["threshold_crossed"] is True and summary["fail_on"] == "broken"
     assert summary["earliest_break_date"]
+    # If AWS keeps renewing leaves, only the firmware side breaks a chain: never before the as-served break.
+    assert summary["earliest_renewed_break_date"] >= summary["earliest_break_date"]
+    assert summary["earliest_renewed_break_profiles"] and summary["earliest_renewed_break_devices"] > 0
+    assert summary["audit"]["earliest_renewed_break_date"] == summary["earliest_renewed_break_date"]
     assert set(summary["reports"]) == {spec.name for spec in NOTEBOOKS}
     assert summary["drift"]["stopped-answering"] == 0
 
@@ -296,3 +300,76 @@ def test_overwrite_replaces_a_report_only_when_complete(lab_run, tmp_path: Path)
     render_reports(lab_run.path, INVENTORY, out, notebooks=notebooks, title="third", overwrite=True)
     assert json.loads((out / "summary.json").read_text())["title"] == "third"
     assert not (tmp_path / "r.failed").exists()
+
+
+def test_expiry_page_shows_both_break_dates(rendered):
+    page = (rendered["out"] / "expiry_timeline.html").read_text()
+    tables = html_tables(page)
+    breaks = next(t for t in tables if "Update firmware by (AWS renewing leaves)" in t.columns)
+    assert {"First break if nothing changes", "Because of (firmware side)", "Loses every path if nothing changes"} \
+        <= set(breaks.columns)
+    dated = breaks[breaks["Update firmware by (AWS renewing leaves)"] != "—"]
+    assert not dated.empty
+    assert (dated["Update firmware by (AWS renewing leaves)"] >= dated["First break if nothing changes"]).all()
+    cliff = next(t for t in tables if "Still connected (AWS keeps renewing leaves)" in t.columns)
+    assert "Still connected (nothing changes)" in cliff.columns
+    summary = (rendered["out"] / "summary.html").read_text()
+    headline = next(t for t in html_tables(summary) if "Measure" in t.columns).set_index("Measure")["Value"]
+    assert headline["First firmware break if AWS keeps renewing leaves"].startswith("20")
+    assert "Firmware update due (AWS keeps renewing leaves)" in (rendered["out"] / "index.html").read_text()
+
+
+# --- the expiry figure ---------------------------------------------------------------------
+
+
+def _timeline_frames(renewed: bool):
+    utc = lambda text: pd.Timestamp(text, tz="UTC")  # noqa: E731
+    breaks = pd.DataFrame({"profile": ["fw-a", "fw-b"], "devices": [10, 5], "state": ["breaks", "breaks"],
+                           "break_date": [utc("2026-03-01"), utc("2026-03-01")]})
+    cliff = pd.DataFrame({"date": [utc("2025-01-01"), utc("2026-03-01"), utc("2030-08-23"), utc("2034-06-29"),
+                                   utc("2040-01-01")],
+                          "devices_losing": [0, 15, 0, 0, 0], "devices_connected": [15, 0, 0, 0, 0]})
+    if renewed:
+        breaks["renewed_break_date"] = [utc("2030-08-23"), utc("2034-06-29")]
+        cliff["devices_losing_renewed"] = [0, 0, 10, 5, 0]
+        cliff["devices_connected_renewed"] = [15, 15, 5, 0, 0]
+    certs = pd.DataFrame({"subject_cn": ["leaf"], "role": ["leaf"], "not_after": [utc("2026-03-01")]})
+    anchors = pd.DataFrame({"anchor_name": ["Root"], "anchor_sha256": ["ab"], "not_after": [utc("2038-01-17")]})
+    return certs, breaks, anchors, cliff
+
+
+def test_expiry_timeline_draws_the_renewed_cliff_solid_and_the_as_served_one_dashed():
+    from matplotlib import dates as mdates
+
+    from iotaudit.plots import expiry_timeline
+
+    certs, breaks, anchors, cliff = _timeline_frames(renewed=True)
+    figure = expiry_timeline(certs, breaks, anchors, cliff, as_of=pd.Timestamp("2025-01-01", tz="UTC").to_pydatetime(),
+                             horizon_years=15)
+    bars_ax, cliff_ax = figure.axes[:2]
+    lines = {line.get_label(): line for line in cliff_ax.get_lines() if not line.get_label().startswith("_")}
+    solid = next(line for label, line in lines.items() if label.startswith("If AWS keeps renewing"))
+    dashed = next(line for label, line in lines.items() if label.startswith("If nothing changes"))
+    assert solid.get_linestyle() == "-" and dashed.get_linestyle() == "--"
+    assert list(solid.get_ydata())[-1] == 0 and 15 in list(solid.get_ydata())
+    # Profile bars end at the renewed break; a marker shows the earlier as-served break of each.
+    widths = {round(p.get_x() + p.get_width()) for p in bars_ax.patches}
+    assert round(mdates.date2num(pd.Timestamp("2030-08-23", tz="UTC"))) in widths
+    assert round(mdates.date2num(pd.Timestamp("2034-06-29", tz="UTC"))) in widths
+    markers = [line for line in bars_ax.get_lines() if line.get_marker() == "D"]
+    assert len(markers) == 2
+    assert {round(float(line.get_xdata()[0])) for line in markers} == {round(mdates.date2num(pd.Timestamp("2026-03-01", tz="UTC")))}
+    legend = [text.get_text() for text in bars_ax.get_legend().get_texts()]
+    assert any("if AWS keeps renewing leaf certificates" in t for t in legend)
+    assert any("if nothing changes" in t for t in legend)
+
+
+def test_expiry_timeline_without_renewed_columns_draws_the_as_served_dates():
+    from iotaudit.plots import expiry_timeline
+
+    certs, breaks, anchors, cliff = _timeline_frames(renewed=False)
+    figure = expiry_timeline(certs, breaks, anchors, cliff, as_of=pd.Timestamp("2025-01-01", tz="UTC").to_pydatetime())
+    bars_ax, cliff_ax = figure.axes[:2]
+    assert [line.get_label() for line in cliff_ax.get_lines() if not line.get_label().startswith("_")] \
+        == ["Devices with a valid path"]
+    assert not [line for line in bars_ax.get_lines() if line.get_marker() == "D"]
