@@ -756,6 +756,9 @@ def execute_notebook(source: str | Path, executed: str | Path, parameters: Mappi
         papermill.execute_notebook(
             str(source), str(executed), parameters=dict(parameters), kernel_name="python3",
             progress_bar=False, cwd=str(cwd or source.parent),
+            # The kernel's own log (e.g. ipykernel's "running over TCP without encryption" on every
+            # start) is noise in a cron mail; cell errors still reach us through papermill.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except PapermillExecutionError as err:
         cells = nbformat.read(str(source), as_version=4).cells

@@ -108,6 +108,21 @@ def test_break_dates_are_seconds_and_no_break_is_plus_inf():
     assert 'profile="fw-a"} 1893456000' in text
 
 
+def test_renewed_break_dates_are_exported_beside_the_as_served_ones():
+    frame = expiry_frame().assign(renewed_break_date=pd.to_datetime(
+        [datetime(2031, 6, 1, tzinfo=timezone.utc), None], utc=True))
+    text = render_metrics(run(), as_of=AS_OF, expiry=frame)
+    renewed = {labels["profile"]: value
+               for labels, value in samples(text, "iotaudit_profile_renewed_break_timestamp_seconds")}
+    assert renewed["fw-a"] == datetime(2031, 6, 1, tzinfo=timezone.utc).timestamp()
+    assert math.isinf(renewed[HOSTILE])
+
+
+def test_frames_without_renewed_dates_export_no_renewed_family():
+    text = render_metrics(run(), as_of=AS_OF, expiry=expiry_frame())
+    assert "iotaudit_profile_renewed_break_timestamp_seconds" not in text
+
+
 def test_devices_per_verdict_use_each_profiles_worst_verdict():
     text = render_metrics(run(), as_of=AS_OF, coverage=coverage_frame())
     fleet = {labels["verdict"]: value for labels, value in samples(text, "iotaudit_devices")}
