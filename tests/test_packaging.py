@@ -70,3 +70,15 @@ def test_cli_without_command_prints_help_and_exits_2() -> None:
     proc = subprocess.run([sys.executable, "-m", "iotaudit"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "usage: iotaudit" in proc.stdout
+
+
+def test_every_column_of_every_table_is_documented() -> None:
+    from iotaudit import columns as c
+
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)`", (ROOT / "docs" / "columns.md").read_text(), re.MULTILINE))
+    tables = [c.OBSERVATION_DTYPES, c.CHAIN_DTYPES, c.CERTIFICATE_DTYPES, c.COVERAGE_DTYPES, c.ROOTS_TO_ADD_DTYPES,
+              c.FLEET_DTYPES, c.PROFILE_VERDICT_DTYPES, c.CERTIFICATE_EXPIRY_COLUMNS, c.CHAIN_BREAK_COLUMNS,
+              c.BREAK_DATE_COLUMNS, c.ANCHOR_EXPIRY_COLUMNS, c.CLIFF_COLUMNS, c.PIN_RISK_COLUMNS,
+              c.RANKED_RISK_COLUMNS]
+    columns = {name for table in tables for name in table}
+    assert columns - documented == set()
