@@ -148,8 +148,8 @@ def spki_pin(cert: x509.Certificate) -> str:
     return spki_pin_from_hex(spki_sha256(cert))
 
 
-def _name_cn(name: x509.Name) -> str:
-    """commonName, else the last organizationalUnitName, else the RFC 4514 string."""
+def common_name(name: x509.Name) -> str:
+    """commonName, else the last organizationalUnitName, else the RFC 4514 string (Starfield Class 2 has no CN)."""
     for oid in (NameOID.COMMON_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME):
         attrs = name.get_attributes_for_oid(oid)
         if attrs:
@@ -249,8 +249,8 @@ def _certificate_record(cert: x509.Certificate) -> dict[str, Any]:
         c.SPKI_PIN: spki_pin_from_hex(spki_hex),
         c.SUBJECT: cert.subject.rfc4514_string(),
         c.ISSUER: cert.issuer.rfc4514_string(),
-        c.SUBJECT_CN: _name_cn(cert.subject),
-        c.ISSUER_CN: _name_cn(cert.issuer),
+        c.SUBJECT_CN: common_name(cert.subject),
+        c.ISSUER_CN: common_name(cert.issuer),
         c.SERIAL: format(cert.serial_number, "x") if cert.serial_number >= 0 else "-" + format(-cert.serial_number, "x"),
         c.NOT_BEFORE: cert.not_valid_before_utc,
         c.NOT_AFTER: cert.not_valid_after_utc,

@@ -8,6 +8,7 @@ the exact strings that appear in DataFrames, Parquet, JSON and HTML.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -684,6 +685,31 @@ RANKED_RISK_COLUMNS: dict[str, Any] = {
 SUMMARY_CHAIN = "chain"                  # subject CNs in served order joined by " <- "
 SUMMARY_TOP = "top_catalog_name"         # catalogue name of the last certificate served ("(key)": key match only)
 SUMMARY_EARLIEST = "earliest_not_after"
+
+
+def as_utc(as_of: datetime) -> datetime:
+    """``as_of`` in UTC; a naive datetime is refused rather than guessed (every ``as_of`` is explicit).
+
+    Raises:
+        ValueError: when ``as_of`` is not a timezone-aware datetime.
+    """
+    if not isinstance(as_of, datetime) or as_of.tzinfo is None:
+        raise ValueError(f"as_of must be a timezone-aware datetime (UTC), got {as_of!r}")
+    return as_of.astimezone(timezone.utc)
+
+
+def as_list(value: Any) -> list[Any]:
+    """A list cell as a Python list: ``None``/NA -> ``[]``, ``"a;b"`` -> ``["a", "b"]``, arrays -> lists."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in (p.strip() for p in value.split(";")) if v]
+    try:
+        if pd.isna(value):
+            return []
+    except (TypeError, ValueError):
+        pass  # array-likes: pd.isna is element-wise
+    return list(value)
 
 
 def typed_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame, dtypes: Mapping[str, Any]) -> pd.DataFrame:

@@ -75,7 +75,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -83,8 +83,10 @@ from cryptography import x509
 
 from . import columns as c
 from .catalog import Catalog, CatalogRole
-from .certs import cert_sha256, certificate_record, is_signed_by, load_pem_x509_certificates
+from .certs import cert_sha256, certificate_record, common_name, is_signed_by, load_pem_x509_certificates
 from .columns import (
+    as_list,
+    as_utc,
     ANCHOR_EXPIRY_COLUMNS,
     ANCHOR_NAME,
     ANCHOR_SHA256,
@@ -166,15 +168,11 @@ ONE_SECOND = timedelta(seconds=1)
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _utc(as_of: datetime) -> datetime:
-    if not isinstance(as_of, datetime) or as_of.tzinfo is None:
-        raise ValueError(f"as_of must be a timezone-aware datetime, got {as_of!r}")
-    return as_of.astimezone(timezone.utc)
 
 
 def horizon_end(as_of: datetime, horizon_years: int = DEFAULT_HORIZON_YEARS) -> datetime:
     """``as_of`` plus ``horizon_years`` calendar years (29 February -> 28 February)."""
-    as_of = _utc(as_of)
+    as_of = as_utc(as_of)
     if horizon_years < 0:
         raise ValueError(f"horizon_years must be >= 0, got {horizon_years}")
     return (pd.Timestamp(as_of) + pd.DateOffset(years=int(horizon_years))).to_pydatetime()
@@ -184,25 +182,8 @@ def _days_left(not_after: datetime, as_of: datetime) -> int:
     return int((not_after - as_of) // timedelta(days=1))
 
 
-def _list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v for v in (p.strip() for p in value.split(";")) if v]
-    try:
-        if pd.isna(value):
-            return []
-    except (TypeError, ValueError):
-        pass
-    return list(value)
 
 
-def _cn(cert: x509.Certificate) -> str:
-    for oid in (x509.NameOID.COMMON_NAME, x509.NameOID.ORGANIZATIONAL_UNIT_NAME):
-        attrs = cert.subject.get_attributes_for_oid(oid)
-        if attrs:
-            return str(attrs[-1].value)
-    return cert.subject.rfc4514_string()
 
 
 def _label(cert: x509.Certificate, catalog: Catalog | None) -> str:
@@ -213,7 +194,7 @@ def _label(cert: x509.Certificate, catalog: Catalog | None) -> str:
         entry, match = catalog.identify(cert_sha256(cert), spki_sha256(cert))
         if entry is not None:
             return entry.name if match.value == "certificate" else f"{entry.name} (same key, other issuer)"
-    return _cn(cert)
+    return common_name(cert.subject)
 
 
 def _run_certificates(run: Any) -> dict[str, x509.Certificate]:
@@ -306,7 +287,7 @@ def chain_break(
     """
     from .coverage import validate_chain  # analysis core (iotaudit.coverage)
 
-    as_of = _utc(as_of)
+    as_of = as_utc(as_of)
     end = horizon_end(as_of, horizon_years)
     first = validate_chain(served, anchors, host=host, as_of=as_of, path_builder=path_builder)
     if not first.valid:
@@ -415,7 +396,7 @@ def renewed_chain_break(
         as served keeps the as-served (invalid) result: today's answer is
         always the as-served one.
     """
-    as_of = _utc(as_of)
+    as_of = as_utc(as_of)
     if as_served is None:
         as_served = chain_break(served, anchors, host=host, as_of=as_of, path_builder=path_builder,
                                 horizon_years=horizon_years)
@@ -483,7 +464,7 @@ def chain_break_dates(
     Returns:
         One row per profile x observation, columns :data:`CHAIN_BREAK_COLUMNS`.
     """
-    as_of = _utc(as_of)
+    as_of = as_utc(as_of)
     pairs = _met_pairs(run, inventory, coverage)
     catalog = _catalog(run)
     certs = _run_certificates(run)
@@ -494,7 +475,7 @@ def chain_break_dates(
         names.setdefault(cert_sha256(cert), _label(cert, catalog))
     memo: dict[tuple[Any, ...], tuple[ChainBreak, RenewedBreak]] = {}
     observations = {
-        int(o[c.OBSERVATION_ID]): (str(o[c.HOST]), int(o[c.PORT]), str(o[c.PROBE]), tuple(_list(o[c.CHAIN_SHA256])))
+        int(o[c.OBSERVATION_ID]): (str(o[c.HOST]), int(o[c.PORT]), str(o[c.PROBE]), tuple(as_list(o[c.CHAIN_SHA256])))
         for o in run.observations[[c.OBSERVATION_ID, c.HOST, c.PORT, c.PROBE, c.CHAIN_SHA256]].to_dict("records")
     }
     rows = []
@@ -589,7 +570,7 @@ def break_dates(
     Returns:
         One row per profile of the inventory, columns :data:`BREAK_DATE_COLUMNS`, sorted by break date.
     """
-    as_of = _utc(as_of)
+    as_of = as_utc(as_of)
     if chain_breaks is None:
         chain_breaks = chain_break_dates(run, inventory, anchors, as_of=as_of, horizon_years=horizon_years,
                                          coverage=coverage)
@@ -600,7 +581,7 @@ def break_dates(
     for profile in inventory.profiles.to_dict("records"):
         key = str(profile[c.PROFILE_KEY])
         base = {PROFILE: key, DEVICES: int(profile.get(DEVICES, 0) or 0),
-                GROUPS: [str(g) for g in _list(profile.get(GROUPS))]}
+                GROUPS: [str(g) for g in as_list(profile.get(GROUPS))]}
         mine = per_profile.get(key, [])
         if not mine:
             rows.append({**base, STATE: BreakState.NO_CHAINS.value, CHAINS: 0, CHAINS_VALID: 0,
@@ -674,7 +655,7 @@ def certificate_expiry(
     Returns:
         One row per certificate, columns :data:`CERTIFICATE_EXPIRY_COLUMNS`, soonest expiry first.
     """
-    as_of = _utc(as_of)
+    as_of = as_utc(as_of)
     catalog = _catalog(run)
     records: dict[str, dict[str, Any]] = {
         str(r[c.SHA256]): r for r in run.certificates.to_dict("records")
@@ -689,13 +670,13 @@ def certificate_expiry(
     if coverage is not None and not coverage.empty:
         chain_obs = chain_obs[chain_obs[c.OBSERVATION_ID].isin(set(coverage[c.OBSERVATION_ID]))]
     for host, chain in zip(chain_obs[c.HOST], chain_obs[c.CHAIN_SHA256], strict=True):
-        for fp in _list(chain):
+        for fp in as_list(chain):
             hosts.setdefault(fp, set()).add(str(host))
     on_path: dict[str, dict[str, int]] = {}
     if coverage is not None and not coverage.empty:
         valid = coverage[coverage[c.VALID].astype(bool)]
         for profile, devices, path in zip(valid[PROFILE], valid[DEVICES], valid[PATH_SHA256], strict=True):
-            for fp in _list(path):
+            for fp in as_list(path):
                 on_path.setdefault(fp, {})[str(profile)] = int(devices)
     wanted = set(hosts) | set(on_path)
     root_keys = {str(r[c.SPKI_SHA256]) for r in records.values() if r[c.SELF_SIGNED]}
@@ -746,7 +727,7 @@ def anchor_expiry(
     Returns:
         Columns :data:`ANCHOR_EXPIRY_COLUMNS`, by profile then expiry.
     """
-    as_of = _utc(as_of)
+    as_of = as_utc(as_of)
     catalog = _catalog(run)
     used: dict[str, set[str]] | None = None
     if coverage is not None:
@@ -767,7 +748,7 @@ def anchor_expiry(
 
             rows.append({
                 PROFILE: key, DEVICES: int(profile.get(DEVICES, 0) or 0), ANCHOR_SHA256: fp,
-                ANCHOR_NAME: _label(cert, catalog), c.SUBJECT_CN: _cn(cert), c.KEY_TYPE: key_type(cert),
+                ANCHOR_NAME: _label(cert, catalog), c.SUBJECT_CN: common_name(cert.subject), c.KEY_TYPE: key_type(cert),
                 c.NOT_AFTER: cert.not_valid_after_utc, DAYS_LEFT: _days_left(cert.not_valid_after_utc, as_of),
                 EXPIRED: cert.not_valid_after_utc < as_of,
                 IN_USE: (fp in used.get(key, set())) if used is not None else None,
@@ -800,7 +781,7 @@ def cliff(break_dates: pd.DataFrame, *, as_of: datetime, horizon_years: int = DE
     Returns:
         Columns :data:`CLIFF_COLUMNS`, one row per date, ascending.
     """
-    as_of = _utc(as_of)
+    as_of = as_utc(as_of)
     end = pd.Timestamp(horizon_end(as_of, horizon_years))
     start = pd.Timestamp(as_of)
     frame = break_dates[break_dates[STATE].astype(str) != BreakState.NO_CHAINS.value]

@@ -40,7 +40,7 @@ import binascii
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -51,6 +51,7 @@ from .catalog import Catalog, CatalogRole, CatalogStatus
 from .certs import (
     cert_sha1,
     cert_sha256,
+    common_name,
     is_signed_by,
     key_type,
     load_pem_x509_certificates,
@@ -58,6 +59,8 @@ from .certs import (
     tolerate_serial_zero,
 )
 from .columns import (
+    as_list,
+    as_utc,
     BREAKS,
     CHAINS,
     CHAINS_BROKEN,
@@ -290,7 +293,7 @@ class CertIdentity:
         with tolerate_serial_zero():
             return cls(
                 sha256=cert_sha256(cert), sha1=cert_sha1(cert), spki_sha256=spki_sha256(cert),
-                name=name or _cn(cert), subject=cert.subject.rfc4514_string(),
+                name=name or common_name(cert.subject), subject=cert.subject.rfc4514_string(),
                 issuer=cert.issuer.rfc4514_string(), key_type=key_type(cert),
                 self_signed=is_signed_by(cert, cert), certificate=cert,
             )
@@ -310,13 +313,6 @@ class CertIdentity:
         )
 
 
-def _cn(cert: x509.Certificate) -> str:
-    for oid in (x509.NameOID.COMMON_NAME, x509.NameOID.ORGANIZATIONAL_UNIT_NAME):
-        attrs = cert.subject.get_attributes_for_oid(oid)
-        if attrs:
-            value = attrs[-1].value
-            return value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return cert.subject.rfc4514_string()
 
 
 class KnownCertificates:
@@ -368,7 +364,7 @@ class KnownCertificates:
             entry, match = self.catalog.identify(fp, spki_sha256(cert))
             if entry is not None:
                 return entry.name if match.value == "certificate" else f"{entry.name} (same key, other issuer)"
-        return _cn(cert)
+        return common_name(cert.subject)
 
     def get(self, sha256: str) -> CertIdentity | None:
         """The identity of a known certificate, by DER SHA-256."""
@@ -640,23 +636,8 @@ def _catalog_chain(known: KnownCertificates, key: str, status: CatalogStatus, la
 # --- the fleet-wide frames ---------------------------------------------------------------------
 
 
-def _as_utc(as_of: datetime) -> datetime:
-    if as_of.tzinfo is None:
-        raise ValueError("as_of must be timezone-aware (UTC)")
-    return as_of.astimezone(timezone.utc)
 
 
-def _list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v for v in (p.strip() for p in value.split(";")) if v]
-    try:
-        if pd.isna(value):
-            return []
-    except (TypeError, ValueError):
-        pass
-    return list(value)
 
 
 def _no_backup(pins: Sequence[Pin], known: KnownCertificates) -> bool:
@@ -698,8 +679,8 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
     Returns:
         A frame with the columns of :data:`PIN_RISK_COLUMNS`; profiles without pins have no rows.
     """
-    as_of = _as_utc(as_of)
-    pinned = [p for p in inventory.profiles.to_dict("records") if _list(p.get(PINS))]
+    as_of = as_utc(as_of)
+    pinned = [p for p in inventory.profiles.to_dict("records") if as_list(p.get(PINS))]
     if not pinned:
         return c.typed_frame([], PIN_RISK_COLUMNS)
     known = KnownCertificates.from_run(run, anchors)
@@ -709,7 +690,7 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
     for profile in pinned:
         key = str(profile[c.PROFILE_KEY])
         devices = int(profile.get(DEVICES, 0) or 0)
-        groups = [str(g) for g in _list(profile.get(GROUPS))]
+        groups = [str(g) for g in as_list(profile.get(GROUPS))]
         try:
             scope = PinScope(str(profile.get(PIN_SCOPE) or PinScope.ANY.value))
         except ValueError:
@@ -718,7 +699,7 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
         expiry = profile.get(c.PIN_EXPIRY)
         expired = expiry is not None and not pd.isna(expiry) and pd.Timestamp(expiry) < pd.Timestamp(as_of)
         parsed: list[tuple[str, Pin | None, str]] = []
-        for text in _list(profile.get(PINS)):
+        for text in as_list(profile.get(PINS)):
             try:
                 parsed.append((text, parse_pin(text), ""))
             except PinError as err:
@@ -799,7 +780,7 @@ class _Index:
         for obs_id, host, port, chain, has_chain in zip(obs[c.OBSERVATION_ID], obs[c.HOST], obs[c.PORT],
                                                         obs[c.CHAIN_SHA256], ok, strict=True):
             obs_id = int(obs_id)
-            self.chain[obs_id] = tuple(known.require(fp) for fp in _list(chain))
+            self.chain[obs_id] = tuple(known.require(fp) for fp in as_list(chain))
             self.host[obs_id] = str(host)
             self.endpoint[obs_id] = (str(host), int(port))
             if has_chain and self.chain[obs_id]:
@@ -813,7 +794,7 @@ class _Index:
                 obs_id = int(obs_id)
                 if obs_id not in self.chain:
                     continue  # e.g. the "not-applicable" row (observation_id -1)
-                chain_path = tuple(known.require(fp) for fp in _list(path)) if valid else ()
+                chain_path = tuple(known.require(fp) for fp in as_list(path)) if valid else ()
                 self.path[(profile, obs_id)] = chain_path
                 if valid:
                     self.valid.setdefault(profile, []).append((obs_id, self.chain[obs_id], chain_path))
@@ -896,7 +877,7 @@ def ranked_risks(pin_risks: pd.DataFrame) -> pd.DataFrame:
 
     def note(row: Mapping[str, Any], risk: str, pins: Iterable[str]) -> None:
         entry = found.setdefault((str(row[PROFILE]), risk), {
-            PROFILE: str(row[PROFILE]), DEVICES: int(row[DEVICES]), GROUPS: list(_list(row.get(GROUPS))),
+            PROFILE: str(row[PROFILE]), DEVICES: int(row[DEVICES]), GROUPS: list(as_list(row.get(GROUPS))),
             RISK: risk, SEVERITY_COL: SEVERITY[risk], PINS: [],
         })
         for pin in pins:
@@ -904,7 +885,7 @@ def ranked_risks(pin_risks: pd.DataFrame) -> pd.DataFrame:
                 entry[PINS].append(pin)
 
     for row in pin_risks.to_dict("records"):
-        flags = _list(row[FLAGS])
+        flags = as_list(row[FLAGS])
         if row[SET_BREAKS] and row[ENFORCED]:
             note(row, str(row[SCENARIO]), [row[PIN]])
         for flag in flags:
