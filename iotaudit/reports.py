@@ -40,7 +40,6 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from . import columns as c
 from .errors import IotauditError, ReportError
 from .metrics import VERDICTS, profile_verdicts
 from .store import Run, load_run, write_atomically
