@@ -33,13 +33,14 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from . import columns as c
+from .columns import as_utc
 from .coverage import VERDICT, Verdict, analyse_coverage
 from .errors import IotauditError, RunError
 from .inventory import Inventory, load_inventory
@@ -92,10 +93,6 @@ class AuditResult:
             raise TypeError("AuditResult.summary must be a mapping")
 
 
-def _utc(as_of: datetime) -> datetime:
-    if as_of.tzinfo is None:
-        raise ValueError("as_of must be a timezone-aware datetime (UTC)")
-    return as_of.astimezone(timezone.utc)
 
 
 def _iso(value: Any) -> str | None:
@@ -196,7 +193,7 @@ def audit(
     from . import pinning as pn
     from .coverage import DEFAULT_AT_RISK_DAYS
 
-    as_of = _utc(as_of) if as_of is not None else _utc(run.created_at)
+    as_of = as_utc(as_of) if as_of is not None else as_utc(run.created_at)
     if horizon_years <= 0:
         raise ValueError("horizon_years must be positive")
     anchors = inventory.resolve(run.catalog_object())

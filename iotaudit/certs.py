@@ -155,7 +155,7 @@ def common_name(name: x509.Name) -> str:
         if attrs:
             value = attrs[-1].value
             return value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return name.rfc4514_string()
+    return name.rfc4514_string() or "(empty name)"
 
 
 def _key_facts(cert: x509.Certificate) -> tuple[str, int, str]:

@@ -43,7 +43,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,6 +60,7 @@ from cryptography.x509.verification import (
 
 from . import columns as c
 from .columns import (
+    as_utc,
     ANCHOR_NAME,
     ANCHOR_SHA256,
     AT_RISK,
@@ -79,7 +80,6 @@ from .columns import (
     PROFILE,
     PROFILE_KEY,
     PROFILE_VERDICT_DTYPES,
-    PROFILES,
     READY,
     READY_NO_CROSS_SIGN,
     READY_RESERVED_ROOTS,
@@ -96,12 +96,11 @@ from .columns import (
     UNFIXABLE_REASONS,
     VALID,
     VERDICT,
-    VERDICT_DTYPE,
     PathBuilder,
     RootsScenario,
     Verdict,
 )
-from .certs import cert_sha256, is_signed_by, key_type, load_pem_x509_certificates, tolerate_serial_zero
+from .certs import cert_sha256, common_name, is_signed_by, key_type, load_pem_x509_certificates, tolerate_serial_zero
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -139,26 +138,10 @@ class PathVerdict:
             raise ValueError("the path of a PathVerdict ends at its anchor")
 
 
-def _utc(as_of: datetime) -> datetime:
-    if as_of.tzinfo is None:
-        raise ValueError("as_of must be a timezone-aware datetime (UTC)")
-    return as_of.astimezone(timezone.utc)
 
 
-def _cn(cert: x509.Certificate) -> str:
-    for oid in (x509.NameOID.COMMON_NAME, x509.NameOID.ORGANIZATIONAL_UNIT_NAME):
-        attrs = cert.subject.get_attributes_for_oid(oid)
-        if attrs:
-            return str(attrs[-1].value)
-    return cert.subject.rfc4514_string() or "(empty subject)"
 
 
-def _issuer_cn(cert: x509.Certificate) -> str:
-    for oid in (x509.NameOID.COMMON_NAME, x509.NameOID.ORGANIZATIONAL_UNIT_NAME):
-        attrs = cert.issuer.get_attributes_for_oid(oid)
-        if attrs:
-            return str(attrs[-1].value)
-    return cert.issuer.rfc4514_string() or "(empty issuer)"
 
 
 @functools.lru_cache(maxsize=2)
@@ -207,9 +190,9 @@ def _sans(cert: x509.Certificate) -> list[str]:
 def _valid_at(cert: x509.Certificate, as_of: datetime) -> str:
     """"" if ``cert`` is inside its validity period at ``as_of``, else a plain-words reason."""
     if as_of < cert.not_valid_before_utc:
-        return f"certificate '{_cn(cert)}' is not valid before {cert.not_valid_before_utc:%Y-%m-%d}"
+        return f"certificate '{common_name(cert.subject)}' is not valid before {cert.not_valid_before_utc:%Y-%m-%d}"
     if as_of > cert.not_valid_after_utc:
-        return f"certificate '{_cn(cert)}' expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+        return f"certificate '{common_name(cert.subject)}' expired on {cert.not_valid_after_utc:%Y-%m-%d}"
     return ""
 
 
@@ -277,9 +260,9 @@ def _explain(
                 pass
             else:
                 if not _sans(leaf):
-                    return f"hostname mismatch: leaf '{_cn(leaf)}' has no subjectAltName DNS name, so not {host}"
+                    return f"hostname mismatch: leaf '{common_name(leaf.subject)}' has no subjectAltName DNS name, so not {host}"
                 return (
-                    f"hostname mismatch: leaf '{_cn(leaf)}' is valid for {', '.join(_sans(leaf))}, not {host}"
+                    f"hostname mismatch: leaf '{common_name(leaf.subject)}' is valid for {', '.join(_sans(leaf))}, not {host}"
                 )
         return f"rejected by the path validator: {error}"
     # No signature-linked path at all: where does the served chain stop?
@@ -294,13 +277,13 @@ def _explain(
         seen.add(_fp(top))
     if top is leaf and not _issuers(leaf, pool):
         return (
-            f"missing intermediate: the issuer '{_issuer_cn(leaf)}' of leaf '{_cn(leaf)}' "
+            f"missing intermediate: the issuer '{common_name(leaf.issuer)}' of leaf '{common_name(leaf.subject)}' "
             "was not served and is not in the trust store"
         )
     if _signed_by(top, top):
-        return f"no path to a trusted anchor: the chain ends at root '{_cn(top)}', which the trust store does not hold"
+        return f"no path to a trusted anchor: the chain ends at root '{common_name(top.subject)}', which the trust store does not hold"
     return (
-        f"no path to a trusted anchor: the chain ends at '{_cn(top)}' issued by '{_issuer_cn(top)}', "
+        f"no path to a trusted anchor: the chain ends at '{common_name(top.subject)}' issued by '{common_name(top.issuer)}', "
         "and the trust store holds neither"
     )
 
@@ -335,16 +318,16 @@ def _legacy_path(
     if _signed_by(top, top):
         return path, None, (
             f"no path to a trusted anchor (legacy chain-top builder): the served chain ends at root "
-            f"'{_cn(top)}', which the trust store does not hold"
+            f"'{common_name(top.subject)}', which the trust store does not hold"
         )
     if len(path) == 1:
         return path, None, (
-            f"missing intermediate: the issuer '{_issuer_cn(top)}' of leaf '{_cn(top)}' was not served "
+            f"missing intermediate: the issuer '{common_name(top.issuer)}' of leaf '{common_name(top.subject)}' was not served "
             "and is not in the trust store"
         )
     return path, None, (
-        f"no path to a trusted anchor (legacy chain-top builder): the served chain ends at '{_cn(top)}' "
-        f"issued by '{_issuer_cn(top)}', and the trust store holds neither"
+        f"no path to a trusted anchor (legacy chain-top builder): the served chain ends at '{common_name(top.subject)}' "
+        f"issued by '{common_name(top.issuer)}', and the trust store holds neither"
     )
 
 
@@ -379,7 +362,7 @@ def validate_chain(
     Raises:
         ValueError: when ``as_of`` is naive or ``path_builder`` is unknown.
     """
-    as_of = _utc(as_of)
+    as_of = as_utc(as_of)
     builder = PathBuilder(path_builder)
     if not served:
         return PathVerdict(False, reason="no certificate was served")
@@ -721,7 +704,7 @@ def anchor_label(sha256: str, catalog: Catalog, certificates: Mapping[str, x509.
     if cert is None:
         return ""
     same = catalog.by_spki(spki_of(cert))
-    return f"{same[0].name} (same key)" if same else _cn(cert)
+    return f"{same[0].name} (same key)" if same else common_name(cert.subject)
 
 
 # ---------------------------------------------------------------------------
@@ -760,7 +743,7 @@ class HypotheticalPki:
         from .catalog import CatalogRole, CatalogStatus
 
         self.catalog = catalog
-        as_of = _utc(as_of)
+        as_of = as_utc(as_of)
         entries = [e for e in catalog.entries if e.role in (CatalogRole.ROOT, CatalogRole.CROSS_SIGNED)]
         keys: dict[str, Any] = {}
 
@@ -943,7 +926,7 @@ def analyse_coverage(
 
     from .catalog import CatalogStatus
 
-    as_of = _utc(as_of)
+    as_of = as_utc(as_of)
     catalog = run.catalog_object()
     if anchors is None:
         anchors = inventory.resolve(catalog)
