@@ -270,19 +270,11 @@ def test_anchor_expiry_flags_an_expired_anchor(fleet) -> None:
     assert frame["expired"].all() and (frame["days_left"] < 0).all()
 
 
-# --- the lab (once lab.py / collect.py land) -----------------------------------------------------
+# --- the lab -----------------------------------------------------
 
 
-def _lab_available() -> bool:
-    try:
-        import iotaudit.collect  # noqa: F401
-        import iotaudit.lab  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
-@pytest.mark.skipif(not _lab_available(), reason="iotaudit.lab / iotaudit.collect not there yet")
 def test_lab_break_dates_hold_when_revalidated(lab_run, tmp_path) -> None:
     from iotaudit.coverage import run_certificate_objects
 

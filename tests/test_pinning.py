@@ -445,16 +445,8 @@ def test_ranked_risks_of_no_pins_is_empty() -> None:
 # --- the lab -----------------------------------------------------------------------------------
 
 
-def _lab_available() -> bool:
-    try:
-        import iotaudit.collect  # noqa: F401
-        import iotaudit.lab  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
-@pytest.mark.skipif(not _lab_available(), reason="iotaudit.lab / iotaudit.collect not there yet")
 def test_lab_spki_pin_survives_issuer_change_whole_cert_pin_breaks(lab_run, tmp_path) -> None:
     cat = lab_run.catalog_object()
     root1 = cat.entry("AmazonRootCA1").certificate
