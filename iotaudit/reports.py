@@ -736,6 +736,27 @@ def notebook_to_html(executed: str | Path, title: str) -> str:
     return body
 
 
+def _this_python_kernel_manager() -> type:
+    """A kernel manager that starts the kernel on the interpreter running iotaudit.
+
+    papermill's ``kernel_name="python3"`` resolves through the machine's
+    kernelspecs, where a user-level ``python3`` spec (``~/.local/share/jupyter``
+    comes before the virtual environment's) can point at another Python that
+    has no iotaudit; the report would then fail in its first cell.
+    """
+    from jupyter_client.kernelspec import KernelSpec
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ThisPythonKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                              display_name=f"Python {sys.version_info.major}.{sys.version_info.minor} (iotaudit)",
+                              language="python", env={})
+
+    return ThisPythonKernelManager
+
+
 def execute_notebook(source: str | Path, executed: str | Path, parameters: Mapping[str, Any], *,
                      failed_dir: Path | None = None, cwd: str | Path | None = None) -> Path:
     """Execute one notebook with papermill into ``executed``.
@@ -758,6 +779,7 @@ def execute_notebook(source: str | Path, executed: str | Path, parameters: Mappi
             # The kernel's own log (e.g. ipykernel's "running over TCP without encryption" on every
             # start) is noise in a cron mail; cell errors still reach us through papermill.
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            kernel_manager_class=_this_python_kernel_manager(),
         )
     except PapermillExecutionError as err:
         cells = nbformat.read(str(source), as_version=4).cells

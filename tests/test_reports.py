@@ -50,6 +50,19 @@ def tiny_notebook_set(directory: Path, *, failing: str = "") -> Path:
 # --- machinery, on tiny fixture notebooks --------------------------------------------------
 
 
+def test_kernel_runs_on_this_python_whatever_python3_kernelspec_the_machine_has(tmp_path: Path, monkeypatch):
+    # A user-level "python3" kernelspec pointing at a Python without iotaudit (or none at all)
+    # comes first in Jupyter's search path; the report must not depend on it.
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps(
+        {"argv": [str(tmp_path / "no-such-python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+         "display_name": "broken", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    executed = execute_notebook(FIXTURES / "tiny_ok.ipynb", tmp_path / "ok.ipynb", {"label": "x"})
+    assert executed.exists()
+
+
 def test_failing_notebook_names_the_notebook_and_cell_and_keeps_it(tmp_path: Path):
     with pytest.raises(ReportError) as caught:
         execute_notebook(FIXTURES / "tiny_fails.ipynb", tmp_path / "run" / "tiny_fails.ipynb", {"divisor": 0},
