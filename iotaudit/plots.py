@@ -162,7 +162,8 @@ def expiry_timeline(
     columns are drawn with the as-served dates only.
 
     Args:
-        certificates_expiry: ``subject_cn``, ``role``, ``not_after`` (``not_before`` optional).
+        certificates_expiry: ``subject_cn``, ``role``, ``not_after`` (``not_before`` optional; with a
+            ``served`` column only served certificates get a blue bar: anchors have their own).
         break_dates: Per profile ``profile``, ``devices``, ``break_date`` (NaT: not within the horizon),
             ``renewed_break_date`` (optional).
         anchors_expiry: ``anchor_name``, ``anchor_sha256``, ``not_after``.
@@ -180,6 +181,8 @@ def expiry_timeline(
     served_breaks: dict[str, pd.Timestamp] = {}  # path bar label -> as-served break when before the bar's end
 
     certs = certificates_expiry
+    if "served" in certs.columns:  # anchors met only in trust stores are drawn once, as anchors
+        certs = certs[certs["served"].astype(bool)]
     if not certs.empty and "not_after" in certs.columns:
         certs = certs.assign(_na=_utc(certs["not_after"]).to_numpy()).sort_values("_na")
         for row in certs.to_dict("records"):

@@ -386,3 +386,15 @@ def test_expiry_timeline_without_renewed_columns_draws_the_as_served_dates():
     assert [line.get_label() for line in cliff_ax.get_lines() if not line.get_label().startswith("_")] \
         == ["Devices with a valid path"]
     assert not [line for line in bars_ax.get_lines() if line.get_marker() == "D"]
+
+
+def test_expiry_timeline_draws_a_served_bar_only_for_served_certificates():
+    from iotaudit.plots import expiry_timeline
+
+    certs, breaks, anchors, cliff = _timeline_frames(renewed=False)
+    certs = pd.DataFrame({"subject_cn": ["leaf", "Root"], "role": ["leaf", "root"], "served": [True, False],
+                          "not_after": pd.to_datetime(["2026-03-01", "2038-01-17"], utc=True)})
+    figure = expiry_timeline(certs, breaks, anchors, cliff, as_of=pd.Timestamp("2025-01-01", tz="UTC").to_pydatetime())
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert "leaf (leaf)" in labels
+    assert "Root (root)" not in labels and "Root" in labels  # the unserved root appears once, as an anchor
