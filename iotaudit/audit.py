@@ -41,7 +41,7 @@ import pandas as pd
 
 from . import columns as c
 from .columns import as_utc
-from .coverage import VERDICT, Verdict, analyse_coverage
+from .coverage import VERDICT, VERDICT_OF_RANK, VERDICT_ORDER, Verdict, analyse_coverage
 from .errors import IotauditError, RunError
 from .inventory import Inventory, load_inventory
 
@@ -122,13 +122,11 @@ def _summary(
     devices_by_verdict = {v.value: 0 for v in Verdict}
     for key, devices in zip(prof[c.PROFILE].astype(str), prof[c.DEVICES], strict=True):
         devices_by_verdict[verdict_of[key]] += int(devices)
-    # Groups: a group's verdict is the worst verdict of any of its devices.
-    rank = {Verdict.COVERED.value: 0, Verdict.NOT_APPLICABLE.value: 0, Verdict.AT_RISK.value: 1, Verdict.BROKEN.value: 2}
+    # Groups: a group's verdict is the worst verdict of any of its devices (coverage's verdict order).
     pairs = inventory.devices.groupby([c.GROUP, c.PROFILE_KEY], observed=True).size().reset_index()[[c.GROUP, c.PROFILE_KEY]]
-    pairs["rank"] = pairs[c.PROFILE_KEY].astype(str).map(lambda k: rank[verdict_of[k]])
+    pairs["rank"] = pairs[c.PROFILE_KEY].astype(str).map(lambda k: VERDICT_ORDER[verdict_of[k]])
     group_rank = pairs.groupby(c.GROUP, observed=True)["rank"].max()
-    names = {0: Verdict.COVERED.value, 1: Verdict.AT_RISK.value, 2: Verdict.BROKEN.value}
-    groups_by_verdict = {names[r]: int((group_rank == r).sum()) for r in names}
+    groups_by_verdict = {verdict: int((group_rank == r).sum()) for r, verdict in VERDICT_OF_RANK.items()}
     earliest = _earliest(expiry, c.BREAK_DATE)                   # if nothing changes (served chain as is)
     earliest_renewed = _earliest(expiry, c.RENEWED_BREAK_DATE)   # if AWS keeps renewing leaf certificates
     worst_pin = None

@@ -109,6 +109,8 @@ if TYPE_CHECKING:
 
 
 VERDICT_ORDER = {Verdict.COVERED.value: 0, Verdict.NOT_APPLICABLE.value: 0, Verdict.AT_RISK.value: 1, Verdict.BROKEN.value: 2}
+# Back from a worst rank to the verdict it stands for (a rank of 0 reads as covered).
+VERDICT_OF_RANK = {rank: verdict for verdict, rank in VERDICT_ORDER.items() if verdict != Verdict.NOT_APPLICABLE.value}
 DEFAULT_AT_RISK_DAYS = 90
 
 
@@ -1129,8 +1131,7 @@ def fleet_view(coverage_frame: pd.DataFrame, inventory: Inventory) -> pd.DataFra
     per[PROFILE] = per[PROFILE].astype(str)
     counts[PROFILE] = counts[PROFILE].astype(str)
     joined = per.merge(counts, on=PROFILE, how="inner")
-    rank_to_verdict = {0: Verdict.COVERED.value, 1: Verdict.AT_RISK.value, 2: Verdict.BROKEN.value}
-    joined[VERDICT] = joined["_rank"].map(rank_to_verdict)
+    joined[VERDICT] = joined["_rank"].map(VERDICT_OF_RANK)
     out = joined.groupby([GROUP, c.HOST, c.PORT, c.KEY_TYPE, VERDICT], observed=True, sort=True).agg(
         devices=(DEVICES, "sum"), profiles=(PROFILE, lambda s: sorted(set(s)))).reset_index()
     return c.typed_frame(out, FLEET_DTYPES)
