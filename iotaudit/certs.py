@@ -28,6 +28,7 @@ from .errors import PemError
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----(?P<body>.*?)-----END (?P=label)-----", re.DOTALL
 )
+_BEGIN = re.compile(rb"-----BEGIN ")
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 
 
@@ -72,8 +73,8 @@ def load_pem_x509_certificates(data: bytes | str, source: str | Path = "<input>"
     """
     raw = data.encode("ascii", "replace") if isinstance(data, str) else data
     certs: list[x509.Certificate] = []
-    unterminated = raw.count(b"-----BEGIN ") - len(_PEM_BLOCK.findall(raw))
-    for number, match in enumerate(_PEM_BLOCK.finditer(raw), start=1):
+    blocks = list(_PEM_BLOCK.finditer(raw))
+    for number, match in enumerate(blocks, start=1):
         if match.group("label") not in _CERT_LABELS:
             continue
         body = b"".join(match.group("body").split())
@@ -85,8 +86,12 @@ def load_pem_x509_certificates(data: bytes | str, source: str | Path = "<input>"
             certs.append(load_der_x509_certificate(der))
         except ValueError as err:
             raise PemError(source, number, f"not a valid X.509 certificate ({err})") from err
-    if unterminated > 0:
-        raise PemError(source, len(certs) + 1, "BEGIN line without a matching END line (truncated PEM?)")
+    starts = {block.start() for block in blocks}
+    stray = next((begin.start() for begin in _BEGIN.finditer(raw) if begin.start() not in starts), None)
+    if stray is not None:
+        # Numbered like the other blocks: one more than the complete blocks that end before it.
+        number = 1 + sum(block.end() <= stray for block in blocks)
+        raise PemError(source, number, "BEGIN line without a matching END line (truncated PEM?)")
     if not certs:
         raise PemError(source, None, "no PEM CERTIFICATE block found")
     return certs

@@ -108,6 +108,25 @@ def test_truncated_pem_is_an_error(tmp_path: Path) -> None:
         load_pem_file(bad)
 
 
+def test_truncated_pem_after_other_blocks_names_its_own_block_number(tmp_path: Path) -> None:
+    # Block numbers count every PEM block, keys included (as for the other errors).
+    key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    root = (AWS / "root/Amazon_Root_CA_1.pem").read_text()
+    bad = tmp_path / "cut.pem"
+    bad.write_text(key + root + root[:300])
+    with pytest.raises(PemError, match=r"cut\.pem, PEM block 3: BEGIN line without a matching END") as info:
+        load_pem_file(bad)
+    assert info.value.block == 3
+
+
+def test_truncated_pem_before_a_complete_block_names_the_truncated_one(tmp_path: Path) -> None:
+    root = (AWS / "root/Amazon_Root_CA_1.pem").read_text()
+    bad = tmp_path / "cut.pem"
+    bad.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n" + root)
+    with pytest.raises(PemError, match=r"cut\.pem, PEM block 1: BEGIN line without a matching END"):
+        load_pem_file(bad)
+
+
 def test_file_without_certificates_is_an_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty.pem"
     empty.write_text("nothing here\n")
