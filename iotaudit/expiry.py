@@ -73,7 +73,7 @@ validator is run at ``as_of`` and at each of those instants in order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -400,14 +400,22 @@ def renewed_chain_break(
     if as_served is None:
         as_served = chain_break(served, anchors, host=host, as_of=as_of, path_builder=path_builder,
                                 horizon_years=horizon_years)
+    return _renewed_break(served, as_served, lambda leafless: chain_break(
+        leafless, anchors, host=None, as_of=as_of, path_builder=path_builder, horizon_years=horizon_years))
+
+
+def _renewed_break(
+    served: Sequence[x509.Certificate], as_served: ChainBreak,
+    leafless_break: Callable[[list[x509.Certificate]], ChainBreak],
+) -> RenewedBreak:
+    """:func:`renewed_chain_break` given the as-served break and how to break the leafless chain (with no host)."""
     leafless = leaf_issuer_chain(served)
     if leafless is None:
         return RenewedBreak(RenewedBasis.ISSUER_NOT_SERVED, as_served)
     issuer = cert_sha256(leafless[0])
     if not as_served.valid_at_as_of:
         return RenewedBreak(RenewedBasis.LEAF_ISSUER, as_served, issuer)
-    renewed = chain_break(leafless, anchors, host=None, as_of=as_of, path_builder=path_builder,
-                          horizon_years=horizon_years)
+    renewed = leafless_break(leafless)
     if not renewed.valid_at_as_of:
         return RenewedBreak(RenewedBasis.ISSUER_REJECTED, as_served, issuer)
     return RenewedBreak(RenewedBasis.LEAF_ISSUER, renewed, issuer)
@@ -450,7 +458,9 @@ def chain_break_dates(
     comes from the leaf's issuer or falls back to the as-served date.
 
     Each distinct (served chain, store, host, path builder) is evaluated once,
-    however many profiles and devices share it.
+    however many profiles and devices share it; the renewed break of each
+    distinct (leafless chain, store, path builder) once, however many leaves
+    and hosts share that issuing chain.
 
     Args:
         run: The run.
@@ -474,6 +484,8 @@ def chain_break_dates(
     for cert in [*certs.values(), *(a for lst in anchors.values() for a in lst)]:
         names.setdefault(cert_sha256(cert), _label(cert, catalog))
     memo: dict[tuple[Any, ...], tuple[ChainBreak, RenewedBreak]] = {}
+    # The renewed break depends on neither the leaf nor the host: one per leafless chain x store x builder.
+    leafless_memo: dict[tuple[Any, ...], ChainBreak] = {}
     observations = {
         int(o[c.OBSERVATION_ID]): (str(o[c.HOST]), int(o[c.PORT]), str(o[c.PROBE]), tuple(as_list(o[c.CHAIN_SHA256])))
         for o in run.observations[[c.OBSERVATION_ID, c.HOST, c.PORT, c.PROBE, c.CHAIN_SHA256]].to_dict("records")
@@ -495,9 +507,15 @@ def chain_break_dates(
             store = list(anchors.get(key, ()))
             result = chain_break(served, store, host=host, as_of=as_of, path_builder=builder,
                                  horizon_years=horizon_years)
-            renewed = renewed_chain_break(served, store, as_of=as_of, path_builder=builder,
-                                          horizon_years=horizon_years, as_served=result)
-            known = memo[memo_key] = (result, renewed)
+
+            def leafless_break(leafless: list[x509.Certificate]) -> ChainBreak:
+                leafless_key = (tuple(cert_sha256(x) for x in leafless), memo_key[1], builder)
+                if leafless_key not in leafless_memo:
+                    leafless_memo[leafless_key] = chain_break(leafless, store, host=None, as_of=as_of,
+                                                              path_builder=builder, horizon_years=horizon_years)
+                return leafless_memo[leafless_key]
+
+            known = memo[memo_key] = (result, _renewed_break(served, result, leafless_break))
         result, renewed = known
         renewed_cause = renewed.chain_break.cause_sha256
         rows.append({
