@@ -209,8 +209,14 @@ class Catalog:
         return cls(entries, kind=kind)
 
     @classmethod
-    def from_directory(cls, path: str | Path) -> Catalog:
+    def from_directory(cls, path: str | Path, *, kind: str | None = None) -> Catalog:
         """Load a catalogue directory (``catalog.json`` plus the PEM files it names).
+
+        Args:
+            path: The directory.
+            kind: The catalogue's kind (``"aws"``, ``"lab"``); default the ``catalog`` field of
+                ``catalog.json`` (``"aws"`` when absent).  ``--lab-catalog`` and ``collect --lab``
+                pass ``"lab"`` whatever the directory says.
 
         Raises:
             CatalogError: when ``catalog.json`` is missing or malformed.
@@ -236,7 +242,7 @@ class Catalog:
                 if isinstance(err, CatalogError) or type(err).__name__ == "PemError":
                     raise
                 raise CatalogError(str(raw.get("name", raw)), f"bad entry in {manifest_path} ({err})") from err
-        return cls(entries, kind=str(manifest.get("catalog", "aws")))
+        return cls(entries, kind=kind if kind is not None else str(manifest.get("catalog", "aws")))
 
     def write_directory(self, path: str | Path, description: str = "") -> Path:
         """Write this catalogue as a directory :meth:`from_directory` reads back.

@@ -760,8 +760,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         targets.extend(lab.targets)
         sources["lab"] = str(Path(args.lab).resolve())
         if lab.catalog_dir is not None:
-            loaded = Catalog.from_directory(lab.catalog_dir)
-            catalog = loaded if loaded.kind == "lab" else Catalog(loaded.entries, kind="lab")
+            catalog = Catalog.from_directory(lab.catalog_dir, kind="lab")
     if not targets:
         raise TargetError("collect", "no targets: give --target, --targets, --lab, --prefix or --describe-endpoint")
     targets = list(dict.fromkeys(targets))

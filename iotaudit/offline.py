@@ -186,10 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    catalog = None
-    if args.lab_catalog:
-        loaded = Catalog.from_directory(args.lab_catalog)
-        catalog = loaded if loaded.kind == "lab" else Catalog(loaded.entries, kind="lab")
+    catalog = Catalog.from_directory(args.lab_catalog, kind="lab") if args.lab_catalog else None
     run = import_chains(args.files, host=args.host, port=args.port, catalog=catalog)
     written = write_run(run, args.out, overwrite=args.overwrite)
     if not args.quiet:

@@ -61,6 +61,13 @@ def test_frame_round_trip_and_directory_round_trip(tmp_path: Path) -> None:
     assert copied.names == cat.names and copied.kind == "aws"
 
 
+def test_directory_kind_comes_from_the_manifest_unless_given(tmp_path: Path) -> None:
+    written = aws_catalog().write_directory(tmp_path / "copy")
+    assert Catalog.from_directory(written).kind == "aws"
+    relabelled = Catalog.from_directory(written, kind="lab")
+    assert relabelled.kind == "lab" and relabelled.names == aws_catalog().names
+
+
 def test_malformed_manifest_is_a_catalog_error(tmp_path: Path) -> None:
     (tmp_path / "catalog.json").write_text("{not json")
     with pytest.raises(CatalogError, match="not a readable catalogue manifest"):
