@@ -32,7 +32,7 @@ import argparse
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ import pandas as pd
 from . import columns as c
 from .columns import as_utc
 from .coverage import VERDICT, VERDICT_OF_RANK, VERDICT_ORDER, Verdict, analyse_coverage
-from .errors import IotauditError, RunError
+from .errors import RunError
 from .inventory import Inventory, load_inventory
 
 SUMMARY = "summary.json"
@@ -91,8 +91,6 @@ class AuditResult:
                 raise TypeError(f"AuditResult.{name} must be a DataFrame")
         if not isinstance(self.summary, Mapping):
             raise TypeError("AuditResult.summary must be a mapping")
-
-
 
 
 def _iso(value: Any) -> str | None:
@@ -316,5 +314,3 @@ def register(subparsers: Any) -> None:
 
 
 __all__ = ["AuditResult", "audit", "load_audit", "register", "write_audit"]
-
-_ = (fields, IotauditError, c)  # re-exported names used by type checkers / docs
