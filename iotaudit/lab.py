@@ -249,6 +249,8 @@ _CAS: tuple[_CaSpec, ...] = (
             _utc(2024, 1, 1), _utc(2044, 1, 1), _R, _SIGNER, in_catalog=False),
 )
 
+_CA_SPECS: dict[str, _CaSpec] = {spec.name: spec for spec in _CAS}
+
 # Catalogue order: that of data/aws-ca/catalog.json, then the lab-only entries.
 _CATALOG_ORDER = (
     "AmazonRootCA1", "AmazonRootCA2", "AmazonRootCA3", "AmazonRootCA4", "SFSRootCAG2", "StarfieldClass2CA",
@@ -304,7 +306,7 @@ def generate_lab_keys(directory: str | Path | None = None, *, overwrite: bool = 
 
 @cache
 def _load_key(stem: str) -> Any:
-    path = lab_data_directory() / "keys" / f"{stem}.key.pem"
+    path = _key_path(stem)
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -350,11 +352,10 @@ _CA_KEY_USAGE = x509.KeyUsage(
 @cache
 def lab_ca_certificates() -> dict[str, x509.Certificate]:
     """Every lab CA certificate by catalogue name (plus ``LabClientCA``); identical at every call and start."""
-    specs = {s.name: s for s in _CAS}
     made: dict[str, x509.Certificate] = {}
     for spec in _CAS:
         key = _load_key(spec.key)
-        issuer_spec = specs[spec.issuer] if spec.issuer else spec
+        issuer_spec = _CA_SPECS[spec.issuer] if spec.issuer else spec
         issuer_key = _load_key(issuer_spec.key)
         builder = (
             x509.CertificateBuilder()
@@ -375,7 +376,7 @@ def lab_ca_certificates() -> dict[str, x509.Certificate]:
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                 critical=False,
             )
-        made[spec.name] = _sign(builder, issuer_key, specs[spec.issuer].hash_name if spec.issuer else spec.hash_name)
+        made[spec.name] = _sign(builder, issuer_key, issuer_spec.hash_name)
     return made
 
 
@@ -421,7 +422,7 @@ def write_identities(path: str | Path | None = None) -> Path:
 
 def _leaf(issuer_name: str, key_stem: str, region: str, not_before: datetime, not_after: datetime) -> x509.Certificate:
     """A server leaf for ``*.iot.<region>.amazonaws.com`` issued by lab CA ``issuer_name``."""
-    spec = next(s for s in _CAS if s.name == issuer_name)
+    spec = _CA_SPECS[issuer_name]
     key = _load_key(key_stem)
     issuer_key = _load_key(spec.key)
     usage_rsa = isinstance(key, rsa.RSAPrivateKey)
@@ -452,9 +453,9 @@ def _leaf(issuer_name: str, key_stem: str, region: str, not_before: datetime, no
 
 
 def _client_certificate(not_before: datetime, not_after: datetime) -> x509.Certificate:
+    ca_spec = _CA_SPECS["LabClientCA"]
     key = _load_key("client")
-    ca_key = _load_key("client-ca")
-    ca_spec = next(s for s in _CAS if s.name == "LabClientCA")
+    ca_key = _load_key(ca_spec.key)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_lab_name("iotaudit-lab-device"))
