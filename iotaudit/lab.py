@@ -52,7 +52,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from .catalog import Catalog, CatalogEntry, CatalogRole, CatalogStatus
 from .certs import cert_pem, cert_sha256, spki_pin
 from .columns import EndpointType
-from .discover import ALPN_MQTT, Target
+from .discover import ALPN_MQTT, LAB_FORMAT, Target
 from .errors import IotauditError, LabError
 
 __all__ = [
@@ -74,7 +74,7 @@ __all__ = [
     "write_identities",
 ]
 
-FORMAT = "iotaudit-lab/1"
+FORMAT = LAB_FORMAT  # what iotaudit.discover.read_lab_ports (collect --lab) accepts
 PORTS_FILE = "lab.json"
 LOG_FILE = "lab.log"
 DEFAULT_REGIONS: tuple[str, ...] = ("us-east-1", "eu-west-1")
