@@ -26,7 +26,7 @@ from cryptography import x509
 
 from . import columns as c
 from .certs import cert_sha256, certificate_record, load_pem_file, load_pem_x509_certificates, spki_sha256
-from .errors import CatalogError
+from .errors import CatalogError, PemError
 
 
 class CatalogRole(str, Enum):
@@ -238,9 +238,9 @@ class Catalog:
                     role=CatalogRole(raw["role"]), status=CatalogStatus(raw["status"]),
                     certificate=cert, source=raw["file"],
                 ))
+            except (CatalogError, PemError):
+                raise  # already name the entry or the file and block
             except (KeyError, ValueError) as err:
-                if isinstance(err, CatalogError) or type(err).__name__ == "PemError":
-                    raise
                 raise CatalogError(str(raw.get("name", raw)), f"bad entry in {manifest_path} ({err})") from err
         return cls(entries, kind=kind if kind is not None else str(manifest.get("catalog", "aws")))
 
