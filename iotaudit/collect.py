@@ -288,7 +288,7 @@ def _classify(err: SSL.Error, *, chain: bool, requested: bool, presented: bool) 
     # the handshake: in TLS 1.2 with a handshake_failure alert after our empty
     # Certificate (RFC 5246 section 7.4.6), in TLS 1.3 with certificate_required
     # (RFC 8446 section 4.4.2.4).  That is an mTLS endpoint, chain captured.
-    if chain and requested and status is not ProbeStatus.TIMEOUT:
+    if chain and requested:
         if presented:
             return ProbeStatus.CLIENT_CERT_REQUIRED, f"server rejected the client certificate offered ({text})"
         return ProbeStatus.CLIENT_CERT_REQUIRED, f"server requires a client certificate; chain captured ({text})"
