@@ -162,10 +162,13 @@ def _policy(store: Sequence[x509.Certificate], as_of: datetime, *, server: bool)
     # A server verifier must see a subjectAltName on the leaf (cryptography
     # refuses a server policy without it; RFC 9525 section 6.3 dropped the CN
     # fallback that OpenSSL still applies).
+    # The verifier tries anchors in store order, and two anchors may share a subject (Amazon Root
+    # CA 1 and its Starfield cross-sign, which the AWS document suggests adding): fingerprint order
+    # makes the reported path independent of how an inventory happened to list its store.
     ca_policy, ee_policy = _extension_policies(server)
     return (
         PolicyBuilder()
-        .store(Store(list(store)))
+        .store(Store(sorted(store, key=_fp)))
         .time(as_of)
         .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
     )

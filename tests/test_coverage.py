@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from iotaudit import columns as c
 from iotaudit.catalog import aws_catalog
 from iotaudit.certs import cert_pem, cert_sha256, is_signed_by
 from iotaudit.coverage import PathBuilder, PathVerdict, analyse_coverage, validate_chain, without_cross_signs
@@ -353,3 +354,18 @@ def test_roots_to_add_equal_validating_every_store_with_each_candidate_added(lab
                     path_builder=builders[key], explain=False).valid
             })
         assert today.loc[key, "roots_to_add"] == _min_cover(fixers, order), key
+
+
+def test_reported_anchor_does_not_depend_on_the_order_of_the_trust_store(lab_run) -> None:
+    # Amazon Root CA 1 and its Starfield cross-sign share a subject: both can anchor the RSA chain.
+    from iotaudit.coverage import run_certificate_objects
+
+    cat = lab_run.catalog_object()
+    store = [cat.entry("AmazonRootCA1").certificate, cat.entry("G2-RootCA1").certificate]
+    obs = lab_run.observations
+    row = obs[(obs[c.LABEL] == "ats-dual") & (obs[c.PROBE] == "rsa-tls12")].iloc[0]
+    certs = run_certificate_objects(lab_run)
+    served = [certs[fp] for fp in row[c.CHAIN_SHA256]]
+    verdicts = [validate_chain(served, order, host=row[c.HOST], as_of=lab_run.created_at)
+                for order in (store, store[::-1])]
+    assert verdicts[0].valid and verdicts[0] == verdicts[1]

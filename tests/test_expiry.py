@@ -568,3 +568,18 @@ def test_real_legacy_builder_with_only_the_self_signed_root_is_already_broken(aw
     chain = [aws["AmazonRSA2048M01"], aws["G2-RootCA1"]]
     result = expiry.chain_break(chain, [aws["AmazonRootCA1"]], host=None, as_of=AS_OF, path_builder="legacy-chain-top")
     assert not result.valid_at_as_of and "legacy chain-top" in result.reason
+
+
+def test_reported_path_does_not_depend_on_the_order_of_the_trust_store(lab_run, tmp_path) -> None:
+    # Amazon Root CA 1 and its Starfield cross-sign share a subject: both can anchor the RSA chain.
+    paths = []
+    for i, order in enumerate((["AmazonRootCA1", "G2-RootCA1"], ["G2-RootCA1", "AmazonRootCA1"])):
+        (tmp_path / str(i)).mkdir()
+        inventory = make_inventory(tmp_path / str(i), [{
+            "profile": "p", "devices": 1, "trust_store": ";".join(order), "region": "us-east-1",
+            "endpoints": "lab-ats-dual-ats.iot.us-east-1.amazonaws.com", "key_types": "rsa"}])
+        anchors = inventory.resolve(lab_run.catalog_object())
+        chains = expiry.chain_break_dates(lab_run, inventory, anchors, as_of=lab_run.created_at)
+        assert not chains.empty
+        paths.append([tuple(p) for p in chains["last_path_sha256"]])
+    assert paths[0] == paths[1]
