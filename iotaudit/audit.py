@@ -120,11 +120,16 @@ def _summary(
     devices_by_verdict = {v.value: 0 for v in Verdict}
     for key, devices in zip(prof[c.PROFILE].astype(str), prof[c.DEVICES], strict=True):
         devices_by_verdict[verdict_of[key]] += int(devices)
-    # Groups: a group's verdict is the worst verdict of any of its devices (coverage's verdict order).
+    # Groups: a group's verdict is the worst verdict of any of its devices (coverage's verdict order);
+    # a group none of whose devices meets a chain is not-applicable, not covered.
     pairs = inventory.devices.groupby([c.GROUP, c.PROFILE_KEY], observed=True).size().reset_index()[[c.GROUP, c.PROFILE_KEY]]
     pairs["rank"] = pairs[c.PROFILE_KEY].astype(str).map(lambda k: VERDICT_ORDER[verdict_of[k]])
-    group_rank = pairs.groupby(c.GROUP, observed=True)["rank"].max()
-    groups_by_verdict = {verdict: int((group_rank == r).sum()) for r, verdict in VERDICT_OF_RANK.items()}
+    pairs["meets_none"] = pairs[c.PROFILE_KEY].astype(str).map(lambda k: verdict_of[k] == Verdict.NOT_APPLICABLE.value)
+    per_group = pairs.groupby(c.GROUP, observed=True).agg(rank=("rank", "max"), meets_none=("meets_none", "all"))
+    group_rank = per_group["rank"]
+    groups_by_verdict = {verdict: 0 for verdict in VERDICT_OF_RANK.values()} | {Verdict.NOT_APPLICABLE.value: 0}
+    for rank, meets_none in zip(per_group["rank"], per_group["meets_none"], strict=True):
+        groups_by_verdict[Verdict.NOT_APPLICABLE.value if meets_none else VERDICT_OF_RANK[rank]] += 1
     earliest = _earliest(expiry, c.BREAK_DATE)                   # if nothing changes (served chain as is)
     earliest_renewed = _earliest(expiry, c.RENEWED_BREAK_DATE)   # if AWS keeps renewing leaf certificates
     worst_pin = None

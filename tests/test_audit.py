@@ -41,10 +41,21 @@ def test_sample_pins_show_backup_and_expiry_flags(sample_audit) -> None:
     assert {"fw-cert-pins-2.2", "fw-spki-backup-3.1", "fw-spki-no-backup-3.2"} <= set(matched["profile"].astype(str))
 
 
+def test_group_meeting_no_chain_is_not_counted_as_covered(lab_run, tmp_path: Path) -> None:
+    header = "device_id,group,profile,region,endpoints,trust_store,key_types\n"
+    rows = ["d1,fleet-a,fw-1,us-east-1,lab-ats-dual-ats.iot.us-east-1.amazonaws.com,AmazonRootCA1,rsa\n",
+            "d2,fleet-b,fw-2,us-east-1,no-such-endpoint.example.com,AmazonRootCA1,rsa\n"]
+    (tmp_path / "inv.csv").write_text(header + "".join(rows))
+    summary = audit(lab_run, load_inventory(tmp_path / "inv.csv")).summary
+    assert summary["groups_by_verdict"] == {"covered": 1, "at-risk": 0, "broken": 0, "not-applicable": 1}
+    assert summary["devices_by_verdict"]["not-applicable"] == 1
+
+
 def test_summary_adds_up(sample_audit) -> None:
     s = sample_audit.summary
     assert s["devices"] == 290 and s["profiles"] == 10
     assert sum(s["devices_by_verdict"].values()) == s["devices"]
+    assert sum(s["groups_by_verdict"].values()) == s["groups"]
     assert s["devices_broken"] == 9  # the canary profile only
     assert s["as_of"] == sample_audit.summary["run_created_at"]
 
