@@ -94,7 +94,7 @@ class ProbeResult:
         probe: Which handshake was made (:class:`~iotaudit.columns.Probe`).
         status: Outcome; only ``ok`` and ``client-cert-required`` carry a chain.
         started_at: When the probe started (tz-aware UTC).
-        handshake_ms: Milliseconds from the TCP connect to the end of the handshake or the failure.
+        handshake_ms: Milliseconds from name resolution and TCP connect to the end of the handshake or the failure.
         error: Human-readable detail for anything but a plain ``ok``.
         tls_version: Negotiated protocol, e.g. ``TLSv1.2``; "" when none was negotiated.
         cipher: OpenSSL name of the negotiated suite; "" when none.

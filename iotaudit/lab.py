@@ -1137,7 +1137,7 @@ def stop(directory: str | Path, *, timeout: float = 10.0) -> bool:
         True when a running lab process was stopped, False when there was nothing to stop.
 
     Raises:
-        LabError: when ``lab.json`` exists but is not a lab ports file.
+        LabError: when ``lab.json`` exists but is not a lab ports file, or names another user's lab.
     """
     ports = Path(directory).resolve() / PORTS_FILE
     if not ports.exists():
@@ -1146,8 +1146,12 @@ def stop(directory: str | Path, *, timeout: float = 10.0) -> bool:
     pid = doc.get("pid")
     stopped = False
     if isinstance(pid, int) and pid > 0 and pid != os.getpid() and _alive(pid) and _is_lab_process(pid) is not False:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        except PermissionError as err:
+            raise LabError(ports, f"lab process {pid} belongs to another user; stop it as that user") from err
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)

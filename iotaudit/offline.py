@@ -139,18 +139,22 @@ def import_chains(
     paths = [Path(f) for f in files]
     if not paths:
         raise TargetError(host, "no files to import")
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise TargetError(f"{host}:{port}", f"port {port!r} is not a number") from None
     created_at = datetime.now(timezone.utc)
     results = []
     for path in paths:
         imported = read_chain_file(path)
-        target = Target(host=host, port=int(port), label=path.name)
+        target = Target(host=host, port=port, label=path.name)
         results.append(ProbeResult(
             target=target, probe=Probe.IMPORT, status=ProbeStatus.OK, started_at=created_at,
             error="" if imported.transcript else "imported PEM bundle: handshake details unknown",
             tls_version=imported.tls_version, cipher=imported.cipher, alpn=imported.alpn, chain=imported.chain,
         ))
     catalog = catalog if catalog is not None else aws_catalog()
-    parameters = {"import": [str(p.resolve()) for p in paths], "host": host, "port": int(port)}
+    parameters = {"import": [str(p.resolve()) for p in paths], "host": host, "port": port}
     return run_from_results(results, catalog=catalog, created_at=created_at, parameters=parameters)
 
 

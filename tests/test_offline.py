@@ -134,6 +134,11 @@ def test_no_files_is_an_error() -> None:
         import_chains([], host=HOST)
 
 
+def test_port_that_is_not_a_number_is_a_target_error(tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="port 'x' is not a number"):
+        import_chains([tmp_path / "any.pem"], host=HOST, port="x")  # type: ignore[arg-type]
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl command not installed")
 def test_real_s_client_transcript_imports_like_a_collection(lab, lab_run, tmp_path: Path) -> None:
     target = lab.target("ats-dual")
