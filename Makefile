@@ -20,10 +20,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m iotaudit.demo
 
+# JupyterLab on the notebooks, against the demo run (root, e.g. in a container, needs --allow-root).
 lab: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[lab]'
 	$(PY) -m iotaudit.demo --no-report
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 bench: $(STAMP)
 	$(PY) benchmarks/collect.py
