@@ -303,6 +303,8 @@ class Verdict(str, Enum):
 
 
 VERDICT_DTYPE = pd.CategoricalDtype([v.value for v in Verdict])
+# Worst first: the order reports, figures and metrics list verdicts in.
+VERDICTS_WORST_FIRST = (Verdict.BROKEN.value, Verdict.AT_RISK.value, Verdict.COVERED.value, Verdict.NOT_APPLICABLE.value)
 
 # Risk flags behind an ``at-risk`` verdict (``risks`` column).
 RISK_EXPIRES_SOON = "expires-soon"

@@ -44,7 +44,7 @@ from .drift import certificate_roles
 from .store import Run
 
 # Verdict order, worst first: a profile takes the worst verdict of the chains it may meet.
-VERDICTS = ("broken", "at-risk", "covered", "not-applicable")
+VERDICTS = c.VERDICTS_WORST_FIRST
 
 
 def escape_label_value(value: object) -> str:

@@ -24,6 +24,8 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from .columns import VERDICTS_WORST_FIRST  # noqa: E402
+
 # Okabe-Ito
 BLUE, ORANGE, GREEN, VERMILLION, SKY, PURPLE, YELLOW, GREY = (
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#DDDDDD")
@@ -34,7 +36,7 @@ VERDICT_STYLE = {  # verdict -> (colour, symbol, legend text)
     "broken": (VERMILLION, "✗", "broken"),
     "not-applicable": (GREY, "", "not met"),
 }
-VERDICT_RANK = {"broken": 0, "at-risk": 1, "covered": 2, "not-applicable": 3}
+VERDICT_RANK = {verdict: rank for rank, verdict in enumerate(VERDICTS_WORST_FIRST)}
 MAX_ROWS = 40
 MAX_COLUMNS = 30
 
