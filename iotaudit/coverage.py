@@ -100,7 +100,7 @@ from .columns import (
     RootsScenario,
     Verdict,
 )
-from .certs import cert_sha256, common_name, is_signed_by, key_type, load_pem_x509_certificates, tolerate_serial_zero
+from .certs import cert_sha256, common_name, is_signed_by, key_type, tolerate_serial_zero
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -419,11 +419,8 @@ def chain_key_type(chain: Sequence[x509.Certificate] | Mapping[str, Any] | pd.Se
 
 
 def run_certificate_objects(run: Run) -> dict[str, x509.Certificate]:
-    """Every certificate of ``run`` parsed once: SHA-256 -> ``x509.Certificate``."""
-    out: dict[str, x509.Certificate] = {}
-    for sha, pem in zip(run.certificates[c.SHA256], run.certificates[c.PEM], strict=True):
-        out[str(sha)] = load_pem_x509_certificates(str(pem), f"run certificate {sha}")[0]
-    return out
+    """Every certificate of ``run`` parsed once: SHA-256 -> ``x509.Certificate`` (:meth:`Run.certificate_objects`)."""
+    return run.certificate_objects()
 
 
 # ---------------------------------------------------------------------------

@@ -83,7 +83,7 @@ from cryptography import x509
 
 from . import columns as c
 from .catalog import Catalog, CatalogRole
-from .certs import cert_sha256, certificate_record, common_name, is_signed_by, load_pem_x509_certificates
+from .certs import cert_sha256, certificate_record, common_name, is_signed_by
 from .columns import (
     as_list,
     as_utc,
@@ -195,14 +195,6 @@ def _label(cert: x509.Certificate, catalog: Catalog | None) -> str:
         if entry is not None:
             return entry.name if match.value == "certificate" else f"{entry.name} (same key, other issuer)"
     return common_name(cert.subject)
-
-
-def _run_certificates(run: Any) -> dict[str, x509.Certificate]:
-    out: dict[str, x509.Certificate] = {}
-    for sha, pem in zip(run.certificates[c.SHA256], run.certificates[c.PEM], strict=True):
-        if pem is not None and not pd.isna(pem):
-            out[str(sha)] = load_pem_x509_certificates(str(pem), f"run certificate {sha}")[0]
-    return out
 
 
 def _catalog(run: Any) -> Catalog | None:
@@ -477,7 +469,7 @@ def chain_break_dates(
     as_of = as_utc(as_of)
     pairs = _met_pairs(run, inventory, coverage)
     catalog = _catalog(run)
-    certs = _run_certificates(run)
+    certs = run.certificate_objects()
     profiles = {str(p[c.PROFILE_KEY]): p for p in inventory.profiles.to_dict("records")}
     store_fps = {key: tuple(sorted(cert_sha256(a) for a in anchor_list)) for key, anchor_list in anchors.items()}
     names: dict[str, str] = {}

@@ -54,7 +54,6 @@ from .certs import (
     common_name,
     is_signed_by,
     key_type,
-    load_pem_x509_certificates,
     spki_sha256,
     tolerate_serial_zero,
 )
@@ -340,9 +339,7 @@ class KnownCertificates:
     def from_run(cls, run: Any, anchors: Mapping[str, Sequence[x509.Certificate]] | None = None) -> KnownCertificates:
         """Everything a run knows: its certificates table, its catalogue and the profiles' anchors."""
         catalog = run.catalog_object()
-        certs: list[x509.Certificate] = []
-        for pem in run.certificates[c.PEM].dropna():
-            certs.extend(load_pem_x509_certificates(str(pem), "run certificates table"))
+        certs = list(run.certificate_objects().values())
         for anchor_list in (anchors or {}).values():
             certs.extend(anchor_list)
         return cls(certs, catalog)

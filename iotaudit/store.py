@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from cryptography import x509
 
 from . import __version__
 from . import columns as c
 from .catalog import Catalog
+from .certs import load_pem_x509_certificates
 from .errors import RunError
 
 MANIFEST = "manifest.json"
@@ -76,6 +78,20 @@ class Run:
     def catalog_object(self) -> Catalog:
         """The run's catalogue as a :class:`iotaudit.catalog.Catalog`."""
         return Catalog.from_frame(self.catalog, kind=str(self.manifest.get("catalog", "aws")))
+
+    def certificate_objects(self) -> dict[str, x509.Certificate]:
+        """Every certificate of the run parsed once: lowercase hex SHA-256 -> ``x509.Certificate``.
+
+        Raises:
+            RunError: when a row of the certificates table has no PEM (a damaged run).
+            PemError: when a stored PEM does not parse.
+        """
+        out: dict[str, x509.Certificate] = {}
+        for sha, pem in zip(self.certificates[c.SHA256], self.certificates[c.PEM], strict=True):
+            if pem is None or pd.isna(pem):
+                raise RunError(self.path or "<memory>", f"certificate {sha} has no PEM in certificates.parquet")
+            out[str(sha)] = load_pem_x509_certificates(str(pem), f"run certificate {sha}")[0]
+        return out
 
     def certificate_pem(self, sha256: str) -> str:
         """PEM text of one certificate of the run, by DER SHA-256."""

@@ -11,7 +11,7 @@ import pytest
 
 from iotaudit import columns as c
 from iotaudit.catalog import aws_catalog
-from iotaudit.certs import certificates_frame
+from iotaudit.certs import cert_sha256, certificates_frame
 from iotaudit.errors import RunError
 from iotaudit.store import Run, load_run, make_manifest, write_atomically, write_run
 
@@ -92,3 +92,19 @@ def test_missing_table_is_a_run_error(tmp_path: Path) -> None:
     (tmp_path / "r" / "chains.parquet").unlink()
     with pytest.raises(RunError, match="cannot read chains.parquet"):
         load_run(tmp_path / "r")
+
+
+def test_certificate_objects_parse_every_certificate_once(tmp_path: Path) -> None:
+    run = load_run(write_run(_tiny_run(), tmp_path / "r").path)
+    objects = run.certificate_objects()
+    assert set(objects) == set(run.certificates[c.SHA256])
+    assert all(cert_sha256(cert) == sha for sha, cert in objects.items())
+
+
+def test_certificate_without_pem_is_a_run_error_naming_it(tmp_path: Path) -> None:
+    run = _tiny_run()
+    damaged = run.certificates.copy()
+    damaged.loc[0, c.PEM] = pd.NA
+    broken = Run(run.observations, run.chains, damaged, run.catalog, run.manifest)
+    with pytest.raises(RunError, match=rf"certificate {damaged.loc[0, c.SHA256]} has no PEM"):
+        broken.certificate_objects()
