@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from itertools import combinations
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def generate(path: Path, n_devices: int, profiles: pd.DataFrame, seed: int = 2) 
 def run_one(run_dir: Path, inventory: Path, sample: int) -> dict:
     """Load + audit one inventory in this process; returns timings, peak RSS and the per-device baseline."""
     from iotaudit.audit import audit
-    from iotaudit.coverage import PathBuilder, chain_observations, meets, run_certificate_objects, validate_chain
+    from iotaudit.coverage import PathBuilder, chain_observations, meets, validate_chain
     from iotaudit.inventory import load_inventory
     from iotaudit.store import load_run
 
@@ -93,7 +92,7 @@ def run_one(run_dir: Path, inventory: Path, sample: int) -> dict:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # Baseline: what a per-device loop costs (validate every chain a device meets, no sharing).
     obs = chain_observations(run)
-    certs = run_certificate_objects(run)
+    certs = run.certificate_objects()
     anchors = inv.resolve(run.catalog_object())
     prof = inv.profiles.set_index("profile_key")
     keys = inv.devices["profile_key"].astype(str).sample(n=min(sample, len(inv.devices)), random_state=3)

@@ -418,10 +418,6 @@ def chain_key_type(chain: Sequence[x509.Certificate] | Mapping[str, Any] | pd.Se
     return key_type(chain[0])
 
 
-def run_certificate_objects(run: Run) -> dict[str, x509.Certificate]:
-    """Every certificate of ``run`` parsed once: SHA-256 -> ``x509.Certificate`` (:meth:`Run.certificate_objects`)."""
-    return run.certificate_objects()
-
 
 # ---------------------------------------------------------------------------
 # Profiles x observations
@@ -932,7 +928,7 @@ def analyse_coverage(
     catalog = run.catalog_object()
     if anchors is None:
         anchors = inventory.resolve(catalog)
-    validator = ChainValidator(run_certificate_objects(run))
+    validator = ChainValidator(run.certificate_objects())
     for e in catalog.entries:
         validator.add([e.certificate])
     obs = chain_observations(run)

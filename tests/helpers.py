@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -17,7 +16,6 @@ from cryptography.x509.oid import NameOID
 from iotaudit import columns as c
 from iotaudit.catalog import Catalog, CatalogEntry, CatalogRole, CatalogStatus
 from iotaudit.certs import cert_pem, cert_sha256, certificates_frame
-from iotaudit.coverage import validate_chain
 from iotaudit.inventory import load_inventory
 from iotaudit.store import Run, load_run, make_manifest, write_run
 
@@ -138,26 +136,3 @@ def make_inventory(tmp_path: Path, profiles: Sequence[Mapping[str, object]], sto
     path = tmp_path / f"inventory-{len(list(tmp_path.glob('inventory-*')))}.csv"
     path.write_text("".join(lines), encoding="utf-8")
     return load_inventory(path)
-
-
-def coverage_frame(run: Run, inventory, anchors, as_of: datetime) -> pd.DataFrame:
-    """The coverage frame: iotaudit.coverage.coverage once it exists, else the contract's columns by hand."""
-    from iotaudit import coverage as cov
-
-    if hasattr(cov, "coverage"):
-        return cov.coverage(run, inventory, as_of=as_of)
-    certs = cov.run_certificate_objects(run)
-    rows = []
-    for p in inventory.profiles.to_dict("records"):
-        for o in run.observations.to_dict("records"):
-            served = [certs[fp] for fp in o[c.CHAIN_SHA256]]
-            kt = cov.chain_key_type(served)
-            if kt not in list(p["key_types"]) or (p["region"] not in ("*", o[c.REGION])):
-                continue
-            v = validate_chain(served, anchors[p["profile_key"]], host=o[c.HOST], as_of=as_of,
-                               path_builder=p["path_builder"])
-            rows.append({"profile": p["profile_key"], "devices": p["devices"], c.OBSERVATION_ID: o[c.OBSERVATION_ID],
-                         c.HOST: o[c.HOST], c.PORT: o[c.PORT], c.PROBE: o[c.PROBE], c.KEY_TYPE: kt,
-                         "valid": v.valid, "anchor_sha256": v.anchor_sha256, "path_sha256": list(v.path_sha256),
-                         "reason": v.reason})
-    return pd.DataFrame(rows)

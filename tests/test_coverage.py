@@ -331,12 +331,12 @@ def test_validity_from_single_anchors_equals_the_whole_store(builder: str) -> No
 
 
 def test_roots_to_add_equal_validating_every_store_with_each_candidate_added(lab_run, lab_coverage) -> None:
-    from iotaudit.coverage import _candidate_order, _min_cover, run_certificate_objects
+    from iotaudit.coverage import _candidate_order, _min_cover
 
     result, inv = lab_coverage
     catalog = lab_run.catalog_object()
     anchors = inv.resolve(catalog)
-    certs = run_certificate_objects(lab_run)
+    certs = lab_run.certificate_objects()
     chain_of = dict(zip(lab_run.observations["observation_id"], lab_run.observations["chain_sha256"], strict=True))
     order = _candidate_order(catalog)
     builders = dict(zip(inv.profiles["profile_key"], inv.profiles["path_builder"], strict=True))
@@ -358,13 +358,11 @@ def test_roots_to_add_equal_validating_every_store_with_each_candidate_added(lab
 
 def test_reported_anchor_does_not_depend_on_the_order_of_the_trust_store(lab_run) -> None:
     # Amazon Root CA 1 and its Starfield cross-sign share a subject: both can anchor the RSA chain.
-    from iotaudit.coverage import run_certificate_objects
-
     cat = lab_run.catalog_object()
     store = [cat.entry("AmazonRootCA1").certificate, cat.entry("G2-RootCA1").certificate]
     obs = lab_run.observations
     row = obs[(obs[c.LABEL] == "ats-dual") & (obs[c.PROBE] == "rsa-tls12")].iloc[0]
-    certs = run_certificate_objects(lab_run)
+    certs = lab_run.certificate_objects()
     served = [certs[fp] for fp in row[c.CHAIN_SHA256]]
     verdicts = [validate_chain(served, order, host=row[c.HOST], as_of=lab_run.created_at)
                 for order in (store, store[::-1])]

@@ -14,11 +14,10 @@ from iotaudit import columns as c
 from iotaudit import expiry
 from iotaudit.catalog import CatalogRole, CatalogStatus
 from iotaudit.certs import cert_sha256, load_pem_file
-from iotaudit.coverage import validate_chain
+from iotaudit.coverage import coverage as coverage_of, validate_chain
 from tests.helpers import (
     AS_OF,
     at,
-    coverage_frame,
     ec_key,
     issue,
     leaf,
@@ -167,7 +166,7 @@ def fleet(pki, tmp_path_factory):
         {"profile": "elsewhere", "devices": 7, "trust_store": "AmazonRootCA1", "region": "eu-west-1"},
     ])
     anchors = inventory.resolve(run.catalog_object())
-    coverage = coverage_frame(run, inventory, anchors, AS_OF)
+    coverage = coverage_of(run, inventory, as_of=AS_OF)
     return {"run": run, "inventory": inventory, "anchors": anchors, "coverage": coverage, "rsa_leaf": rsa_leaf,
             "ec_leaf": ec_leaf, "host": host}
 
@@ -198,9 +197,7 @@ def test_break_dates_states_and_dates(fleet, pki) -> None:
 def test_every_chain_break_date_holds_when_revalidated(fleet) -> None:
     chains = expiry.chain_break_dates(fleet["run"], fleet["inventory"], fleet["anchors"], as_of=AS_OF,
                                       coverage=fleet["coverage"])
-    from iotaudit.coverage import run_certificate_objects
-
-    certs = run_certificate_objects(fleet["run"])
+    certs = fleet["run"].certificate_objects()
     profiles = fleet["inventory"].profiles.set_index("profile_key")
     assert len(chains) == 6  # 2 + 2 + 1 + 1; the profile in another region meets none
     for row in chains[chains["break_date"].notna()].to_dict("records"):
@@ -276,8 +273,6 @@ def test_anchor_expiry_flags_an_expired_anchor(fleet) -> None:
 
 
 def test_lab_break_dates_hold_when_revalidated(lab_run, tmp_path) -> None:
-    from iotaudit.coverage import run_certificate_objects
-
     as_of = lab_run.created_at
     names = ";".join(n for n in ("AmazonRootCA1", "AmazonRootCA3") if n in lab_run.catalog_object().names)
     inventory = make_inventory(tmp_path, [
@@ -285,10 +280,10 @@ def test_lab_break_dates_hold_when_revalidated(lab_run, tmp_path) -> None:
         {"profile": "legacy", "devices": 4, "trust_store": names, "region": "*", "path_builder": "legacy-chain-top"},
     ])
     anchors = inventory.resolve(lab_run.catalog_object())
-    coverage = coverage_frame(lab_run, inventory, anchors, as_of)
+    coverage = coverage_of(lab_run, inventory, as_of=as_of)
     chains = expiry.chain_break_dates(lab_run, inventory, anchors, as_of=as_of, coverage=coverage)
     assert not chains.empty
-    certs = run_certificate_objects(lab_run)
+    certs = lab_run.certificate_objects()
     obs = lab_run.observations.set_index(c.OBSERVATION_ID)
     builders = {"modern": "modern", "legacy": "legacy-chain-top"}
     checked = 0
@@ -467,9 +462,7 @@ def test_fleet_renewed_dates_states_and_cliff(fleet, pki) -> None:
 def test_every_renewed_chain_break_date_holds_when_revalidated_without_the_leaf(fleet) -> None:
     chains = expiry.chain_break_dates(fleet["run"], fleet["inventory"], fleet["anchors"], as_of=AS_OF,
                                       coverage=fleet["coverage"])
-    from iotaudit.coverage import run_certificate_objects
-
-    certs = run_certificate_objects(fleet["run"])
+    certs = fleet["run"].certificate_objects()
     profiles = fleet["inventory"].profiles.set_index("profile_key")
     dated = chains[chains["renewed_break_date"].notna()]
     assert len(dated) == 4 and set(chains["renewed_basis"].astype(str)) == {"leaf-issuer"}

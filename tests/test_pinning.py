@@ -12,7 +12,7 @@ from iotaudit import pinning
 from iotaudit.columns import typed_frame
 from iotaudit.catalog import CatalogRole, CatalogStatus, aws_catalog
 from iotaudit.certs import cert_sha1, cert_sha256, spki_pin, spki_sha256
-from iotaudit.coverage import validate_chain
+from iotaudit.coverage import coverage as coverage_of, validate_chain
 from iotaudit.pinning import (
     CertIdentity,
     KnownCertificates,
@@ -27,7 +27,7 @@ from iotaudit.pinning import (
     pin_set_matches_chain,
     scoped_certificates,
 )
-from tests.helpers import at, coverage_frame, ec_key, issue, leaf, make_catalog, make_inventory, make_run, rsa_key
+from tests.helpers import at, ec_key, issue, leaf, make_catalog, make_inventory, make_run, rsa_key
 
 UTC = timezone.utc
 AS_OF = datetime(2025, 1, 1, tzinfo=UTC)
@@ -339,7 +339,7 @@ def fleet(pki, tmp_path_factory):
     ]
     inventory = make_inventory(tmp, profiles)
     anchors = inventory.resolve(run.catalog_object())
-    coverage = coverage_frame(run, inventory, anchors, AS_OF)
+    coverage = coverage_of(run, inventory, as_of=AS_OF)
     risks = pinning.pin_risks(run, inventory, coverage, anchors, as_of=AS_OF)
     return {"run": run, "inventory": inventory, "risks": risks, "anchors": anchors, "coverage": coverage}
 
@@ -459,7 +459,7 @@ def test_lab_spki_pin_survives_issuer_change_whole_cert_pin_breaks(lab_run, tmp_
          "pins": "cert-sha256:" + cert_sha256(root1), "pin_scope": "root"},
     ])
     anchors = inventory.resolve(cat)
-    coverage = coverage_frame(lab_run, inventory, anchors, lab_run.created_at)
+    coverage = coverage_of(lab_run, inventory, as_of=lab_run.created_at)
     risks = pinning.pin_risks(lab_run, inventory, coverage, anchors, as_of=lab_run.created_at)
     spki_row = row(risks, "spki", "issuer-change")
     whole_row = row(risks, "whole", "issuer-change")
