@@ -48,7 +48,7 @@ def at(year: int, month: int = 1, day: int = 1) -> datetime:
 
 
 @functools.cache
-def _rsa(label: str, bits: int = 2048) -> rsa.RSAPrivateKey:
+def rsa_key(label: str, bits: int = 2048) -> rsa.RSAPrivateKey:
     # One key per label and size, cached for the session (RSA generation is slow).
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
@@ -159,24 +159,24 @@ class AwsLikePki:
 @functools.cache
 def aws_like_pki() -> AwsLikePki:
     """Build the test PKI once per session (see the module docstring)."""
-    class2 = issue("Lab Class 2 Root", _rsa("class2"), None, ca=True, serial=1, start=at(2004), end=at(2034, 6, 29))
-    g2 = issue("Lab Services Root G2", _rsa("g2"), None, ca=True, serial=2, start=at(2009), end=at(2038))
-    g2_cross = issue("Lab Services Root G2", _rsa("g2"), class2, ca=True, serial=3, start=at(2009), end=at(2034, 6, 28))
-    root1 = issue("Lab Root CA 1", _rsa("root1"), None, ca=True, serial=4, start=at(2015), end=at(2038))
-    root1_cross = issue("Lab Root CA 1", _rsa("root1"), g2, ca=True, serial=5, start=at(2015), end=at(2037))
-    root1_cross_expired = issue("Lab Root CA 1", _rsa("root1"), g2, ca=True, serial=6, start=at(2015), end=at(2025))
-    root1_expired = issue("Lab Root CA 1", _rsa("root1"), None, ca=True, serial=7, start=at(2015), end=at(2025))
-    other_root = issue("Lab Other Root", _rsa("other"), None, ca=True, serial=8)
-    inter = issue("Lab Server CA 1B", _rsa("inter"), root1, ca=True, serial=9, start=at(2015), end=at(2035))
-    inter_sha1 = issue("Lab Server CA 1B", _rsa("inter"), root1, ca=True, serial=10, start=at(2015), end=at(2035),
+    class2 = issue("Lab Class 2 Root", rsa_key("class2"), None, ca=True, serial=1, start=at(2004), end=at(2034, 6, 29))
+    g2 = issue("Lab Services Root G2", rsa_key("g2"), None, ca=True, serial=2, start=at(2009), end=at(2038))
+    g2_cross = issue("Lab Services Root G2", rsa_key("g2"), class2, ca=True, serial=3, start=at(2009), end=at(2034, 6, 28))
+    root1 = issue("Lab Root CA 1", rsa_key("root1"), None, ca=True, serial=4, start=at(2015), end=at(2038))
+    root1_cross = issue("Lab Root CA 1", rsa_key("root1"), g2, ca=True, serial=5, start=at(2015), end=at(2037))
+    root1_cross_expired = issue("Lab Root CA 1", rsa_key("root1"), g2, ca=True, serial=6, start=at(2015), end=at(2025))
+    root1_expired = issue("Lab Root CA 1", rsa_key("root1"), None, ca=True, serial=7, start=at(2015), end=at(2025))
+    other_root = issue("Lab Other Root", rsa_key("other"), None, ca=True, serial=8)
+    inter = issue("Lab Server CA 1B", rsa_key("inter"), root1, ca=True, serial=9, start=at(2015), end=at(2035))
+    inter_sha1 = issue("Lab Server CA 1B", rsa_key("inter"), root1, ca=True, serial=10, start=at(2015), end=at(2035),
                        hash_algorithm=hashes.SHA1())
-    inter_1024 = issue("Lab Server CA 1024", _rsa("inter1024", 1024), root1, ca=True, serial=11, start=at(2015), end=at(2035))
-    leaf = issue(HOST, _rsa("leaf"), inter, ca=False, serial=12, start=at(2026), end=at(2027), san=(HOST,))
-    leaf_expired = issue(HOST, _rsa("leaf"), inter, ca=False, serial=13, start=at(2024), end=at(2025), san=(HOST,))
-    leaf_cn_only = issue(HOST, _rsa("leaf"), inter, ca=False, serial=14, start=at(2026), end=at(2027), san=None)
-    leaf_under_1024 = issue(HOST, _rsa("leaf"), inter_1024, ca=False, serial=15, start=at(2026), end=at(2027), san=(HOST,))
-    leaf_ip_san = issue(HOST, _rsa("leaf"), inter, ca=False, serial=16, start=at(2026), end=at(2027), san_ips=("127.0.0.1",))
-    leaf_2034 = issue(HOST, _rsa("leaf"), inter, ca=False, serial=17, start=at(2034), end=at(2035), san=(HOST,))
+    inter_1024 = issue("Lab Server CA 1024", rsa_key("inter1024", 1024), root1, ca=True, serial=11, start=at(2015), end=at(2035))
+    leaf = issue(HOST, rsa_key("leaf"), inter, ca=False, serial=12, start=at(2026), end=at(2027), san=(HOST,))
+    leaf_expired = issue(HOST, rsa_key("leaf"), inter, ca=False, serial=13, start=at(2024), end=at(2025), san=(HOST,))
+    leaf_cn_only = issue(HOST, rsa_key("leaf"), inter, ca=False, serial=14, start=at(2026), end=at(2027), san=None)
+    leaf_under_1024 = issue(HOST, rsa_key("leaf"), inter_1024, ca=False, serial=15, start=at(2026), end=at(2027), san=(HOST,))
+    leaf_ip_san = issue(HOST, rsa_key("leaf"), inter, ca=False, serial=16, start=at(2026), end=at(2027), san_ips=("127.0.0.1",))
+    leaf_2034 = issue(HOST, rsa_key("leaf"), inter, ca=False, serial=17, start=at(2034), end=at(2035), san=(HOST,))
     return AwsLikePki(class2, g2, g2_cross, root1, root1_cross, root1_cross_expired, root1_expired, other_root, inter,
                       inter_sha1, inter_1024, leaf, leaf_expired, leaf_cn_only, leaf_under_1024, leaf_ip_san, leaf_2034)
 
