@@ -204,6 +204,8 @@ def named_cases(pki: AwsLikePki) -> dict[str, Case]:
         "cn_only_leaf": p.case([p.leaf_cn_only, p.inter], [p.root1]),
         "cn_only_leaf_wrong_host": p.case([p.leaf_cn_only, p.inter], [p.root1], host="other.iot.lab.example"),
         "cn_host_ip_only_san": p.case([p.leaf_ip_san, p.inter], [p.root1]),
+        "ip_host_ip_san": p.case([p.leaf_ip_san, p.inter], [p.root1], host="127.0.0.1"),
+        "trailing_dot_host": p.case([p.leaf, p.inter], [p.root1], host=HOST + "."),
         "sha1_intermediate": p.case([p.leaf, p.inter_sha1], [p.root1]),
         "rsa1024_intermediate": p.case([p.leaf_under_1024, p.inter_1024], [p.root1]),
         "cross_signed_root1_alone": p.case(p.served_as_aws, [p.root1_cross]),

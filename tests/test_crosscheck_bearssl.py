@@ -38,6 +38,8 @@ EXPECTED: dict[str, str] = {
     "cn_only_leaf": "",
     "cn_only_leaf_wrong_host": "BR_ERR_X509_BAD_SERVER_NAME (56) at certificate 0",
     "cn_host_ip_only_san": "BR_ERR_X509_BAD_SERVER_NAME (56) at certificate 0",
+    "ip_host_ip_san": "BR_ERR_X509_BAD_SERVER_NAME (56) at certificate 0",
+    "trailing_dot_host": "BR_ERR_X509_BAD_SERVER_NAME (56) at certificate 0",
     "sha1_intermediate": "",
     "rsa1024_intermediate": "",
     "cross_signed_root1_alone": "",

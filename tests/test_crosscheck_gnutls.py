@@ -36,6 +36,8 @@ EXPECTED: dict[str, str] = {
     "cn_only_leaf": "",
     "cn_only_leaf_wrong_host": "GNUTLS_CERT_INVALID|GNUTLS_CERT_UNEXPECTED_OWNER (0x4002): The certificate is NOT trusted. The name in the certificate does not match the expected.",
     "cn_host_ip_only_san": "GNUTLS_CERT_INVALID|GNUTLS_CERT_UNEXPECTED_OWNER (0x4002): The certificate is NOT trusted. The name in the certificate does not match the expected.",
+    "ip_host_ip_san": "",
+    "trailing_dot_host": "GNUTLS_CERT_INVALID|GNUTLS_CERT_UNEXPECTED_OWNER (0x4002): The certificate is NOT trusted. The name in the certificate does not match the expected.",
     "sha1_intermediate": "GNUTLS_CERT_INVALID|GNUTLS_CERT_INSECURE_ALGORITHM (0x102): The certificate is NOT trusted. The certificate chain uses insecure algorithm.",
     "rsa1024_intermediate": "",
     "cross_signed_root1_alone": "GNUTLS_CERT_INVALID|GNUTLS_CERT_SIGNER_NOT_FOUND (0x42): The certificate is NOT trusted. The certificate issuer is unknown.",
