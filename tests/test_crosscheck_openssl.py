@@ -7,20 +7,16 @@ tests fail if the adapter stops asking the library the way a TLS client does.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
 import ssl
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from iotaudit.crosscheck import Case, _openssl
-from tests.reallib import AS_OF, HOST, aws_like_pki, named_cases, require_library
+from tests.reallib import (AS_OF, HOST, aws_like_pki, case_key_pem, named_cases, require_library, require_tool,
+                           serve_chain_once)
 
 # case name -> "" (accepted) or the library's error, per stack.
 EXPECTED: dict[str, dict[str, str]] = {
@@ -286,41 +282,11 @@ HANDSHAKE_CASES = ["valid", "valid_as_aws_root1", "valid_as_aws_class2", "missin
                    "anchor_expired_then_valid_twin", "after_class2_expiry_class2"]
 
 
-def _serve_once(served: tuple[bytes, ...], key_pem: bytes, directory: Path) -> tuple[int, threading.Thread]:
-    """A TLS server on 127.0.0.1 that sends ``served`` (in that order) to one client, then stops."""
-    chain = directory / "served.pem"
-    chain.write_text("".join(ssl.DER_cert_to_PEM_cert(der) for der in served))
-    key = directory / "key.pem"
-    key.write_bytes(key_pem)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the server send SHA-1 and RSA-1024 chains
-    context.load_cert_chain(chain, key)
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(20)
-
-    def serve() -> None:
-        with listener:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            with connection:
-                try:
-                    with context.wrap_socket(connection, server_side=True) as tls:
-                        tls.recv(1)
-                except (OSError, ssl.SSLError):
-                    pass  # the client refused the chain: that is the point
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return listener.getsockname()[1], thread
-
-
-def _s_client_verdict(case: Case, port: int, directory: Path, partial_chain: bool) -> int:
+def _s_client_verdict(openssl: str, case: Case, port: int, directory: Path, partial_chain: bool) -> int:
     """The X509_V_ERR code the ``openssl s_client`` TLS client ends its handshake with (0 = trusted)."""
     store = directory / "store.pem"
     store.write_text("".join(ssl.DER_cert_to_PEM_cert(der) for der in case.store))
-    command = [shutil.which("openssl") or "openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+    command = [openssl, "s_client", "-connect", f"127.0.0.1:{port}",
                "-CAfile", str(store), "-attime", str(int(case.as_of.timestamp())), "-verify_return_error",
                "-auth_level", str(_openssl.SECURITY_LEVEL), "-cipher", f"DEFAULT:@SECLEVEL={_openssl.SECURITY_LEVEL}",
                "-servername", HOST]
@@ -342,17 +308,11 @@ def _s_client_verdict(case: Case, port: int, directory: Path, partial_chain: boo
 @pytest.mark.parametrize("name", HANDSHAKE_CASES)
 def test_the_adapter_decides_as_a_real_openssl_handshake(stack: str, name: str, tmp_path: Path) -> None:
     require_library(stack)
-    if shutil.which("openssl") is None:
-        message = "the openssl command is missing: install the Debian package openssl"
-        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+    openssl = require_tool("openssl", "openssl")
     pki = aws_like_pki()
     case = named_cases(pki)[name]
-    leaf_key = {c.der: c.key for c in (pki.leaf, pki.leaf_expired, pki.leaf_cn_only, pki.leaf_under_1024,
-                                       pki.leaf_ip_san, pki.leaf_2034)}[case.served[0]]
-    key_pem = leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
-    port, server = _serve_once(case.served, key_pem, tmp_path)
-    code = _s_client_verdict(case, port, tmp_path, partial_chain=stack == "openssl-3-partial-chain")
+    port, server = serve_chain_once(case.served, case_key_pem(pki, case), tmp_path)
+    code = _s_client_verdict(openssl, case, port, tmp_path, partial_chain=stack == "openssl-3-partial-chain")
     server.join(timeout=20)
     (verdict,) = _openssl.verify_many(stack, [case])
     assert (code == 0) == verdict.valid
