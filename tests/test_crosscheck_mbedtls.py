@@ -456,6 +456,19 @@ def test_faketime_worker_failure_is_a_library_run_error(tmp_path) -> None:
         _faketime.run_worker(worker, "x", [(AS_OF, [{"served": [b"x"], "store": [], "host": None}])])
 
 
+@pytest.mark.slow
+def test_faketime_worker_whose_clock_moves_is_refused(tmp_path) -> None:
+    """A worker whose clock does not read as_of throughout its group gives no verdicts."""
+    require_library("mbedtls-2.28", _faketime.unavailable())
+    worker = tmp_path / "clock_mover.py"
+    worker.write_text("import os\n"
+                      "def answer(stack_id, cases, options):\n"
+                      "    os.environ['FAKETIME'] = '2001-01-01 00:00:00'\n"
+                      "    return [{'valid': True, 'error': ''} for _ in cases]\n", encoding="utf-8")
+    with pytest.raises(_faketime.LibraryRunError, match="libfaketime did not take effect"):
+        _faketime.run_worker(worker, "x", [(AS_OF, [{"served": [b"x"], "store": [], "host": None}])])
+
+
 def test_faketime_text_is_utc_to_the_second() -> None:
     when = datetime(2030, 1, 2, 4, 4, 5, 999999, tzinfo=timezone(timedelta(hours=1)))
     assert _faketime.faketime_text(when) == "2030-01-02 03:04:05"
