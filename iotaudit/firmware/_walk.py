@@ -25,6 +25,7 @@ from ..columns import FindingKind, ScanFormat
 from ..errors import ScanError
 from . import configs, der, elf, espbundle, pem, pins, stack
 from ._model import MAX_ITEM, Finding, container_id, error
+from ._search import NeedleSearch
 
 CHUNK = 8 << 20
 OVERLAP = MAX_ITEM
@@ -35,6 +36,7 @@ C_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".ino", ".inc", 
 _HEADER_SUFFIXES = (".h", ".hpp", ".hh")
 
 Progress = Callable[[int], None]
+_NEEDLES = NeedleSearch((pem.BEGIN, der.V3_MARK, espbundle.ATTR_OID, *stack.BINARY_NEEDLES))
 
 
 def _skipped(rel: str, reason: str) -> Finding:
@@ -124,11 +126,15 @@ def scan_stream(stream: BinaryIO, rel: str, *, covered: list[tuple[int, int]], p
             progress(len(chunk))
         hi = len(window) if eof else max(start_at, len(window) - OVERLAP)
         if hi > start_at:
-            found, cert_spans = pem.find_pem(window, start_at, hi, file=rel, base=base)
-            found_der, der_spans = der.find_der(window, start_at, hi, file=rel, base=base)
+            # Needles sit up to a few bytes after the item they announce (the DER mark 8 bytes in, the
+            # Name OID 12 bytes into a bundle entry): search a little past hi, the readers bound starts.
+            hits = _NEEDLES.find_all(window, max(0, start_at - 1), hi + 16)
+            found, cert_spans = pem.find_pem(window, start_at, hi, file=rel, base=base, hits=hits[pem.BEGIN])
+            found_der, der_spans = der.find_der(window, start_at, hi, file=rel, base=base, hits=hits[der.V3_MARK])
             skip = sorted([*covered_sorted, *cert_spans, *der_spans])
-            found_bundles, _ = espbundle.find_bundles(window, start_at, hi, file=rel, base=base, skip=skip)
-            found_versions = stack.find_versions(window, start_at, hi, file=rel, base=base, seen=seen)
+            found_bundles, _ = espbundle.find_bundles(window, start_at, hi, file=rel, base=base, skip=skip,
+                                                      hits=hits[espbundle.ATTR_OID])
+            found_versions = stack.find_versions(window, start_at, hi, file=rel, base=base, seen=seen, hits=hits)
             findings += _outside([*found, *found_der, *found_bundles, *found_versions], covered_sorted)
         if eof:
             return findings

@@ -19,10 +19,12 @@ bytes are searched like any binary.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from ..certs import load_der_x509_certificate
 from ..columns import FindingKind, ScanFormat
 from ._model import Finding, container_id, error
+from ._search import iter_hits
 
 V3_MARK = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2: version v3
 _MARK_AT = 8                       # 30 82 LL LL 30 82 LL LL, then the mark
@@ -50,7 +52,8 @@ def _candidate(raw: bytes, start: int) -> int:
 
 
 def find_der(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: int, fmt: ScanFormat = ScanFormat.DER,
-             embedded_as: str = "", line: int | None = None) -> tuple[list[Finding], list[tuple[int, int]]]:
+             embedded_as: str = "", line: int | None = None, hits: Sequence[int] | None = None,
+             ) -> tuple[list[Finding], list[tuple[int, int]]]:
     """Every v3 DER certificate whose first byte is in ``buf[lo:hi]``.
 
     A header that announces a certificate but whose bytes do not parse (cut short,
@@ -62,9 +65,11 @@ def find_der(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: int,
     raw = bytes(buf) if isinstance(buf, memoryview) else buf
     findings: list[Finding] = []
     spans: list[tuple[int, int]] = []
-    pos = raw.find(V3_MARK, max(0, lo + _MARK_AT), hi + _MARK_AT + len(V3_MARK))
-    while pos != -1:
+    resume = 0
+    for pos in iter_hits(raw, V3_MARK, max(0, lo + _MARK_AT), hi + _MARK_AT + len(V3_MARK), hits):
         start = pos - _MARK_AT
+        if start < resume:
+            continue
         total = _candidate(raw, start)
         if total:
             where = base + start
@@ -82,9 +87,7 @@ def find_der(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: int,
                                             embedded_as=embedded_as, container=container_id(file, where),
                                             certificate=cert))
                     spans.append((where, where + total))
-                    pos = raw.find(V3_MARK, start + total + _MARK_AT, hi + _MARK_AT + len(V3_MARK))
-                    continue
-        pos = raw.find(V3_MARK, pos + 1, hi + _MARK_AT + len(V3_MARK))
+                    resume = start + total
     return findings, spans
 
 

@@ -38,6 +38,7 @@ from ..columns import FindingKind, ScanFormat
 from ..errors import ScanError
 from . import _asn1
 from ._model import MAX_ITEM, Finding, NameKeyAnchor, container_id, error
+from ._search import iter_hits
 
 # gen_crt_bundle.py: DEFAULT_CERT_BUNDLE_MAX_CERTS = 200 (CONFIG_MBEDTLS_CERTIFICATE_BUNDLE_MAX_CERTS default).
 DEFAULT_MAX_CERTS = 200
@@ -298,7 +299,7 @@ def _anchors(parsed: _Parsed, layout: BundleLayout, *, file: str, base: int, emb
 
 # --- finding bundles inside raw images ---------------------------------------------------------
 
-_ATTR_OID = b"\x06\x03\x55\x04"  # the first attribute type of nearly every Name: id-at (2.5.4.x)
+ATTR_OID = b"\x06\x03\x55\x04"  # the first attribute type of nearly every Name: id-at (2.5.4.x)
 
 
 def _name_starts(raw: bytes, hit: int) -> list[int]:
@@ -348,7 +349,8 @@ def inside(spans: Sequence[tuple[int, int]], position: int) -> bool:
 
 
 def find_bundles(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: int, embedded_as: str = "",
-                 skip: Sequence[tuple[int, int]] = ()) -> tuple[list[Finding], list[tuple[int, int]]]:
+                 skip: Sequence[tuple[int, int]] = (), hits: Sequence[int] | None = None,
+                 ) -> tuple[list[Finding], list[tuple[int, int]]]:
     """ESP-IDF bundles, in either layout, with an entry starting in ``buf[lo:hi]``.
 
     A Name's first attribute OID (``06 03 55 04``) is searched with ``bytes.find``; a
@@ -359,6 +361,7 @@ def find_bundles(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: 
 
     Args:
         skip: Absolute spans already explained (certificates, bundles found before).
+        hits: Positions of the OID prefix already found (:class:`~iotaudit.firmware._search.NeedleSearch`).
 
     Returns:
         The findings, and the absolute spans of the bundles found.
@@ -367,11 +370,9 @@ def find_bundles(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: 
     skip = sorted(skip)
     findings: list[Finding] = []
     spans: list[tuple[int, int]] = []
-    pos = raw.find(_ATTR_OID, lo + 6, hi + 12)
-    while pos != -1:
+    for pos in iter_hits(raw, ATTR_OID, lo + 6, hi + 12 + len(ATTR_OID), hits):
         absolute = base + pos
         if inside(skip, absolute) or inside(spans, absolute):
-            pos = raw.find(_ATTR_OID, pos + 4, hi + 12)
             continue
         for name_at in _name_starts(raw, pos):
             entry_at = name_at - 4
@@ -396,7 +397,6 @@ def find_bundles(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: 
                 break
             if spans and spans[-1][0] <= absolute < spans[-1][1]:
                 break
-        pos = raw.find(_ATTR_OID, pos + 4, hi + 12)
     return findings, spans
 
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from ..certs import load_der_x509_certificate
 from ..columns import FindingKind, ScanFormat
 from ._model import MAX_ITEM, Finding, container_id, error
+from ._search import iter_hits
 
 BEGIN = b"-----BEGIN "
 _PEM = re.compile(
@@ -37,7 +38,7 @@ LOOSE_HEADER = "header line has trailing whitespace: ESP-IDF gen_crt_bundle.py s
 
 def find_pem(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: int, fmt: ScanFormat = ScanFormat.PEM,
              embedded_as: str = "", report_truncated: bool = True, line_of: object = None,
-             container: str = "") -> tuple[list[Finding], list[tuple[int, int]]]:
+             container: str = "", hits: Sequence[int] | None = None) -> tuple[list[Finding], list[tuple[int, int]]]:
     """Every PEM certificate block that starts in ``buf[lo:hi]``.
 
     Args:
@@ -51,6 +52,7 @@ def find_pem(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: int,
         report_truncated: Report a BEGIN line without its END line as an error finding.
         line_of: Optional callable: buffer position -> 1-based line.
         container: Container id to use for every block (default: runs of adjacent blocks).
+        hits: Positions of ``BEGIN`` already found (:class:`~iotaudit.firmware._search.NeedleSearch`).
 
     Returns:
         The findings, and the (absolute start, end) spans of the blocks parsed.
@@ -58,16 +60,17 @@ def find_pem(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: int,
     raw = bytes(buf) if isinstance(buf, memoryview) else buf
     findings: list[Finding] = []
     spans: list[tuple[int, int]] = []
-    pos = raw.find(BEGIN, lo, hi)
     run_container, run_end = "", -1
-    while pos != -1:
+    resume = 0
+    for pos in iter_hits(raw, BEGIN, lo, hi + len(BEGIN), hits):
+        if pos < resume:
+            continue
         match = _PEM.match(raw, pos)
         line = line_of(pos) if callable(line_of) else None
         if match is None:
             if report_truncated and _CERT_LABEL.match(raw, pos):
                 findings.append(error(file, base + pos, fmt, "BEGIN CERTIFICATE line without a matching END line "
                                       "(truncated PEM?)", line=line, embedded_as=embedded_as))
-            pos = raw.find(BEGIN, pos + len(BEGIN), hi)
             continue
         body = b"".join(match.group("body").split())
         where = base + pos
@@ -90,7 +93,7 @@ def find_pem(buf: bytes | memoryview, lo: int, hi: int, *, file: str, base: int,
                                     container=box, certificate=cert,
                                     detail=LOOSE_HEADER if match.group("pad") else ""))
             spans.append((where, base + match.end()))
-        pos = raw.find(BEGIN, match.end(), hi)
+        resume = match.end()
     return findings, spans
 
 

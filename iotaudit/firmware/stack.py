@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..columns import FindingKind, ScanFormat
 from ._model import Finding
+from ._search import iter_hits
 from .configs import CROSS_SIGNED, CROSS_SIGNED_SINCE, idf_version_tuple
 
 # The agreed ids (docs in /work/team/STACKS.md; the model is iotaudit/stacks.py).
@@ -95,17 +96,20 @@ def family_stack(family: str, version: str) -> tuple[str, str]:
     return "", f"no model for {family}"
 
 
+BINARY_NEEDLES = (*(mark for mark, _, _ in _BINARY_MARKS), APP_DESC_MAGIC)
+
+
 def find_versions(buf: bytes, lo: int, hi: int, *, file: str, base: int, seen: set[tuple[str, str]],
-                  embedded_as: str = "") -> list[Finding]:
+                  embedded_as: str = "", hits: Mapping[bytes, Sequence[int]] | None = None) -> list[Finding]:
     """TLS library version strings and ESP-IDF app descriptors starting in ``buf[lo:hi]``.
 
     Args:
         seen: (family, version) pairs already reported for this file; updated.
+        hits: Needle -> positions already found (:data:`BINARY_NEEDLES`, by a NeedleSearch).
     """
     out: list[Finding] = []
     for mark, pattern, family in _BINARY_MARKS:
-        pos = buf.find(mark, max(0, lo - 1), hi)
-        while pos != -1:
+        for pos in iter_hits(buf, mark, max(0, lo - 1), hi + len(mark), None if hits is None else hits[mark]):
             start = pos - 1 if family == "mbedtls" else pos
             match = pattern.match(buf, max(0, start))
             if match is not None:
@@ -119,9 +123,8 @@ def find_versions(buf: bytes, lo: int, hi: int, *, file: str, base: int, seen: s
                                        detail=note))
                 if not match.groups() and (family, version) in seen:
                     break  # a symbol-name family: one finding per file is enough
-            pos = buf.find(mark, pos + len(mark), hi)
-    pos = buf.find(APP_DESC_MAGIC, lo, hi)
-    while pos != -1:
+    magic_hits = None if hits is None else hits[APP_DESC_MAGIC]
+    for pos in iter_hits(buf, APP_DESC_MAGIC, lo, hi + len(APP_DESC_MAGIC), magic_hits):
         match = _IDF_VER.match(buf, pos + _APP_DESC_IDF_VER, pos + _APP_DESC_IDF_VER + 32)
         if match is not None and ("esp-idf", match.group(1).decode()) not in seen:
             version = match.group(1).decode("ascii")
@@ -129,7 +132,6 @@ def find_versions(buf: bytes, lo: int, hi: int, *, file: str, base: int, seen: s
             out.append(Finding(file, base + pos, ScanFormat.ESP_APP_DESC, FindingKind.CONFIG, embedded_as=embedded_as,
                                setting="esp_app_desc_t.idf_ver", value=version, idf_version=version,
                                evidence=f"ESP-IDF application descriptor: built with ESP-IDF {version}"))
-        pos = buf.find(APP_DESC_MAGIC, pos + 4, hi)
     return out
 
 
