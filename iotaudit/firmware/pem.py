@@ -113,7 +113,8 @@ _ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{1,2})|([0-7]{1,3})|(\n)|(.))", re.S)
 _SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
                    "\\": "\\", "'": "'", '"': '"', "?": "?"}
 _NAME_BEFORE = re.compile(
-    r"(?:#\s*define\s+(?P<macro>\w+)|(?P<var>\w+)\s*(?:\[[^\]]*\])?\s*(?:PROGMEM\s*)?=)\s*[({]?\s*$"
+    r"(?:#\s*define\s+(?P<macro>\w+)|(?P<var>\w+)\s*(?:\[[^\]]*\])?\s*(?:PROGMEM\s*)?=)"
+    r"(?:\s|\\\r?\n)*[({]?(?:\s|\\\r?\n)*$"
 )
 
 
