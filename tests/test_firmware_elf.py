@@ -37,7 +37,7 @@ def test_objcopy_embeds_are_read_too(tmp_path: Path) -> None:
     objcopy = require("objcopy", "binutils")
     (tmp_path / "root_cert_auth.crt").write_text(cert_pem(aws("AmazonRootCA3")))
     target = tmp_path / "certs.o"
-    subprocess.run([objcopy, "-I", "binary", "-O", "elf64-x86-64", "root_cert_auth.crt", str(target)],
+    subprocess.run([objcopy, "-I", "binary", "-O", "elf64-little", "root_cert_auth.crt", str(target)],
                    cwd=tmp_path, check=True)
     (tmp_path / "root_cert_auth.crt").unlink()
     [cert] = certificates(scan(target))
