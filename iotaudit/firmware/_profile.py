@@ -307,8 +307,5 @@ def firmware_notes(findings: pd.DataFrame, *, as_of: datetime | None = None) -> 
         for _, row in skipped.iterrows():
             out.append(_note(profile, NoteSeverity.INFO, f"skipped: {row[c.DETAIL]}", row[c.FILE]))
     frame = c.typed_frame(out, c.FIRMWARE_NOTE_COLUMNS)
-    order = {s.value: i for i, s in enumerate((NoteSeverity.ERROR, NoteSeverity.WARNING, NoteSeverity.INFO))}
-    if len(frame):
-        frame = frame.assign(_rank=frame[c.SEVERITY_COL].astype(str).map(order)).sort_values(
-            [c.PROFILE, "_rank"], kind="stable").drop(columns="_rank").reset_index(drop=True)
-    return frame
+    # severity is an ordered categorical (info < warning < error): worst first within each profile
+    return frame.sort_values([c.PROFILE, c.SEVERITY_COL], ascending=[True, False], kind="stable").reset_index(drop=True)
