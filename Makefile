@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/collect.py
 	$(PY) benchmarks/audit.py
 	$(PY) benchmarks/report.py
+	$(PY) benchmarks/scan.py
 
 clean:
 	rm -rf $(VENV) reports/demo runs/demo .pytest_cache

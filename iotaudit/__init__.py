@@ -30,6 +30,9 @@ _EXPORTS: dict[str, str] = {
     "Run": "store", "load_run": "store", "write_run": "store",
     # lab
     "Lab": "lab", "lab_catalog": "lab", "serve_in_background": "lab", "stop_lab": "lab",
+    # 0 firmware scan (iotaudit.firmware, issue 8)
+    "scan": "firmware", "ScanResult": "firmware", "write_scan": "firmware", "firmware_notes": "firmware",
+    "write_esp_bundle": "firmware", "read_esp_bundle": "firmware", "join_inventory": "fleetjoin", "ScanError": "errors",
     # 4 analyse
     "Inventory": "inventory", "load_inventory": "inventory",
     "PathBuilder": "coverage", "PathVerdict": "coverage", "validate_chain": "coverage",

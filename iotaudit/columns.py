@@ -737,3 +737,133 @@ def typed_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame, dtypes: Map
         else:
             frame[column] = frame[column].astype(dtype)
     return frame.reset_index(drop=True)
+
+
+# =============================================================================
+# --- firmware scan (iotaudit.firmware, issue 8): appended block --------------
+# One row per finding (``scan.parquet``), one row per scanned firmware
+# (``profiles.csv``), one row per fleet-owner note (``firmware_notes``).
+# =============================================================================
+FILE = "file"                  # the file the finding is in, relative to the scanned PATH
+OFFSET = "offset"              # byte offset in that file (<NA>: not a byte position)
+LINE = "line"                  # 1-based line in a text file (<NA>: binary)
+SCAN_FORMAT = "format"         # a ScanFormat value: how the thing was stored
+FINDING = "finding"            # a FindingKind value
+EMBEDDED_AS = "embedded_as"    # ELF ``_binary_<name>_start`` stem, C variable or macro name, "" if none
+CONTAINER = "container"        # "file@offset" of the store container (one PEM file, one bundle, one blob)
+SAME_KEY_AS = "same_key_as"    # display name of the catalogue root with this key ("same key as Amazon Root CA 1")
+IN_STORE = "in_store"          # the certificate / anchor is part of the profile's trust store
+TLS_STACK = "tls_stack"        # a stack id of iotaudit/stacks.py (issue 7; same constant there)
+EVIDENCE = "evidence"          # what the finding says about the stack / store, in plain words
+SCANNED_PATH = "scanned_path"  # the PATH given to ``iotaudit scan``
+ANCHORS = "anchors"            # number of anchors in the profile's store
+STACK_EVIDENCE = "stack_evidence"
+NOTES = "notes"
+NOTE = "note"
+IDF_VERSION = "idf_version"    # ESP-IDF version a finding tells (sdkconfig header, esp_app_desc_t), "" if none
+
+
+class ScanFormat(str, Enum):
+    """How a certificate, key, pin or setting was stored (``format`` column of the scan findings)."""
+
+    PEM = "pem"                          # PEM text in a file or binary
+    PEM_C_STRING = "pem-c-string"        # PEM inside C/C++ string literals (joined, escapes undone, raw strings)
+    DER = "der"                          # a DER certificate file, or DER found inside a binary
+    DER_C_ARRAY = "der-c-array"          # C byte array / xxd -i / Zephyr ``.der.inc`` hex list
+    ESP_BUNDLE_LEGACY = "esp-bundle-legacy"  # ESP-IDF x509_crt_bundle, u16 BE count layout (IDF < 5.4)
+    ESP_BUNDLE = "esp-bundle"            # ESP-IDF x509_crt_bundle, u32 LE offset table layout (IDF >= 5.4)
+    ELF_EMBED = "elf-embed"              # an ELF ``_binary_<name>_start``/``_end`` pair
+    SDKCONFIG = "sdkconfig"              # ESP-IDF sdkconfig
+    WOLFSSL_OPTIONS = "wolfssl-options"  # wolfSSL options.h / user_settings.h
+    VERSION_STRING = "version-string"    # a TLS library version string (binary or header)
+    ESP_APP_DESC = "esp-app-desc"        # ESP-IDF esp_app_desc_t (idf_ver) in an image
+    CA_FILE_CONFIG = "ca-file-config"    # Greengrass config.yaml/json, SDK sample, CMake embed list
+    ANDROID_NSC = "android-nsc"          # Android network_security_config.xml
+    TRUSTKIT = "trustkit"                # TrustKit TSKConfiguration (plist / JSON)
+    OKHTTP = "okhttp"                    # OkHttp CertificatePinner pins in sources
+    FILE = "file"                        # the file itself (skipped, unreadable)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class FindingKind(str, Enum):
+    """What a scan finding is (``finding`` column)."""
+
+    CERTIFICATE = "certificate"  # a whole X.509 certificate
+    ANCHOR = "anchor"            # a name + key trust anchor without a certificate (ESP bundle entry)
+    PIN = "pin"                  # a pin (SPKI hash) and its expiry
+    STACK = "stack"              # evidence about the TLS stack (tls_stack column: the stack it points to)
+    CONFIG = "config"            # a setting that decides the store (a CA file path, bundle options, IDF version)
+    SKIPPED = "skipped"          # a path not scanned (symlink loop, special file, ...): counted, with the reason
+    ERROR = "error"              # something that could not be read (truncated bundle, garbage DER, unreadable file)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class NoteSeverity(str, Enum):
+    """Severity of a firmware note (``severity`` column of ``firmware_notes``)."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+SCAN_FINDING_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    FILE: "string",
+    OFFSET: "Int64",
+    LINE: "Int64",
+    SCAN_FORMAT: "category",
+    FINDING: "category",
+    EMBEDDED_AS: "string",
+    CONTAINER: "string",
+    SHA256: "string",          # "" for name+key anchors (no certificate)
+    SPKI_SHA256: "string",
+    SPKI_PIN: "string",
+    SUBJECT: "string",
+    SUBJECT_CN: "string",
+    ISSUER: "string",
+    NOT_AFTER: TIME,           # NaT for name+key anchors: they carry no dates
+    KEY_TYPE: "category",
+    CATALOG_NAME: "string",    # catalogue entry with this exact certificate, else with this key
+    CATALOG_MATCH: "category",  # certificate | key | ""
+    CATALOG_STATUS: "category",
+    SAME_KEY_AS: "string",
+    ROLE: "category",          # a CertRole value, "" if not a certificate
+    EXPIRED: "boolean",        # not_after before the scan's as_of (<NA>: no dates)
+    IN_STORE: "bool",
+    TLS_STACK: "string",
+    EVIDENCE: "string",
+    DETAIL: "string",          # the reason of an error / skip, or more about the finding
+    PIN: "string",
+    PIN_EXPIRY: TIME,
+    IDF_VERSION: "string",
+}
+
+SCAN_PROFILE_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    TRUST_STORE: "string",     # PEM bundle path relative to profiles.csv, "" if no anchor was found
+    TLS_STACK: "string",       # "" when the evidence is missing or ambiguous (see notes)
+    KEY_TYPES: "string",       # ";"-joined rsa / ecdsa, "" when it cannot be told
+    PINS: "string",
+    PIN_SCOPE: "string",
+    PIN_EXPIRY: "string",      # ISO 8601, "" for none
+    ANCHORS: "int64",
+    STACK_EVIDENCE: "string",
+    NOTES: "string",
+    SCANNED_PATH: "string",
+}
+
+FIRMWARE_NOTE_COLUMNS: dict[str, Any] = {
+    PROFILE: "string",
+    SEVERITY_COL: pd.CategoricalDtype([s.value for s in NoteSeverity], ordered=True),
+    NOTE: "string",
+    FILE: "string",
+    OFFSET: "Int64",
+}
+# --- end of the firmware scan block ------------------------------------------

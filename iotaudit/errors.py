@@ -114,3 +114,20 @@ class ReportError(IotauditError):
         where = f"{self.notebook}, cell {cell}" if cell is not None else self.notebook
         kept = f" (executed notebook kept at {self.executed})" if self.executed else ""
         super().__init__(f"report notebook {where} failed: {reason}{kept}")
+
+
+class ScanError(IotauditError, ValueError):
+    """Raised when a firmware input or an ESP-IDF certificate bundle cannot be used at all.
+
+    Attributes:
+        path: The file (or other source label).
+        offset: Byte offset of the problem in that file, or None.
+        reason: What is wrong.
+    """
+
+    def __init__(self, path: str | Path, offset: int | None, reason: str) -> None:
+        self.path = str(path)
+        self.offset = offset
+        self.reason = reason
+        where = f"{self.path} at byte {offset}" if offset is not None else self.path
+        super().__init__(f"{where}: {reason}")
