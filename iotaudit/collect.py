@@ -123,8 +123,9 @@ class ProbeResult:
             raise ValueError("ProbeResult.started_at must be timezone-aware (UTC)")
         if self.status.value in c.CHAIN_STATUSES and not self.chain:
             raise ValueError(f"ProbeResult with status {self.status.value} must carry the served chain")
-        if self.status.value not in c.CHAIN_STATUSES and self.chain:
-            raise ValueError(f"ProbeResult with status {self.status.value} carries no chain (only ok / client-cert-required do)")
+        if self.status.value not in c.CARRIES_CHAIN_STATUSES and self.chain:
+            raise ValueError(f"ProbeResult with status {self.status.value} carries no chain "
+                             "(only ok / client-cert-required / chain-incomplete do)")
         if self.handshake_ms < 0:
             raise ValueError("ProbeResult.handshake_ms must be >= 0")
 
