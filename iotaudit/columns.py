@@ -26,6 +26,7 @@ class Probe(str, Enum):
     RSA_TLS12 = "rsa-tls12"      # TLS 1.2, only ECDHE-RSA suites offered
     ECDSA_TLS12 = "ecdsa-tls12"  # TLS 1.2, only ECDHE-ECDSA suites offered
     TLS13 = "tls13"              # TLS 1.3 default handshake
+    TLS10 = "tls10"              # TLS 1.0 / 1.1 only, every suite (off by default: old endpoints, TLS proxies)
     IMPORT = "import"            # offline import of a PEM bundle or s_client transcript: no handshake made here
 
     def __str__(self) -> str:

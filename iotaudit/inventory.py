@@ -36,7 +36,6 @@ import re
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,7 @@ from .columns import (
     PinScope,
 )
 from .errors import CatalogError, InventoryError, PemError, PinError
+from .options import parse_iso_instant
 from .pinning import parse_pin  # pinning does not import this module: no cycle
 
 REQUIRED_COLUMNS = (DEVICE_ID, GROUP, PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES)
@@ -169,49 +169,6 @@ def _norm_pin_scope(value: str) -> tuple[str, str]:
     if value not in PIN_SCOPES:
         return "", f"pin_scope {value!r} is not one of {', '.join(PIN_SCOPES)}"
     return value, ""
-
-
-# ISO 8601 extended format (RFC 3339 section 5.6 profile, plus reduced precision): a calendar date, or a
-# date-time to the minute, second or any fraction, with "Z" or a numeric offset.  Anything else - "now",
-# "today", "01/02/2025" (2 January or 1 February?), a date-time without an offset (whose time zone?) - is
-# a bad row: the same inventory must mean the same thing tomorrow and everywhere.
-_ISO_DATE = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})$")
-_ISO_DATETIME = re.compile(
-    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<hm>\d{2}:\d{2})(?P<s>:\d{2}(?P<frac>[.,]\d+)?)?"
-    r"(?P<zone>[Zz]|[+-]\d{2}(?::?\d{2})?)$"
-)
-
-
-def parse_iso_instant(value: str) -> datetime | None:
-    """An ISO 8601 date (midnight UTC) or date-time with ``Z`` or an offset, as a tz-aware UTC datetime.
-
-    Fractions of a second are kept to the microsecond (iotaudit's time resolution, see
-    :data:`iotaudit.columns.TIME`).  Returns None for anything else.
-    """
-    value = value.strip()
-    if m := _ISO_DATE.match(value):
-        try:
-            return datetime.fromisoformat(m.group("date")).replace(tzinfo=timezone.utc)
-        except ValueError:
-            return None
-    m = _ISO_DATETIME.match(value)
-    if not m:
-        return None
-    frac = (m.group("frac") or "")[1:]
-    seconds = (m.group("s") or ":00")[:3]
-    zone = m.group("zone").upper()
-    if zone == "Z":
-        zone = "+00:00"
-    elif len(zone) == 3:
-        zone += ":00"
-    elif ":" not in zone:
-        zone = f"{zone[:3]}:{zone[3:]}"
-    micro = f".{(frac + '000000')[:6]}" if frac else ""
-    try:
-        stamp = datetime.fromisoformat(f"{m.group('date')}T{m.group('hm')}{seconds}{micro}{zone}")
-    except ValueError:
-        return None
-    return stamp.astimezone(timezone.utc)
 
 
 def _norm_pin_expiry(value: str) -> tuple[str, str]:
