@@ -739,9 +739,12 @@ def summarize(run: Run) -> pd.DataFrame:
     return frame
 
 
-# Columns shortened (longest first) to fit the terminal, and the narrowest each may become.
+# Fitting a terminal: text columns shortened (widest first, down to _MIN_WIDTH, with "..."), then
+# columns left out in this order; ``show --wide`` prints everything.
 _FLEXIBLE = (SUMMARY_CHAIN, c.ERROR, c.HOST, SUMMARY_TOP, c.CIPHER, c.LABEL)
-_MIN_WIDTH = 12
+_DROPPABLE = (c.LABEL, c.CIPHER, SUMMARY_TOP, c.CHAIN_LENGTH, c.TLS_VERSION, SUMMARY_EARLIEST, c.ERROR)
+_MIN_WIDTH = 16
+_ROOMY_WIDTH = 36
 
 
 def _clip(text: str, width: int) -> str:
@@ -753,8 +756,9 @@ def format_summary(summary: pd.DataFrame, width: int | None = None) -> str:
 
     Args:
         summary: :func:`summarize` output.
-        width: Fit every line in this many characters by shortening the long text columns (chain,
-            error, host ... with ``...``); None prints every value in full (``iotaudit show --wide``).
+        width: Fit every line in this many characters: long text columns (chain, error, host ...)
+            are shortened with ``...``, then the least telling columns left out (label, cipher, ...);
+            None prints every column and value in full (``iotaudit show --wide``).
     """
     if summary.empty:
         return "(no observations)"
@@ -766,14 +770,24 @@ def format_summary(summary: pd.DataFrame, width: int | None = None) -> str:
     if width is None:
         return text
     limits = {col: max([len(col), *(len(v) for v in shown[col])]) for col in _FLEXIBLE}
+    dropped: list[str] = []
+    floor = _ROOMY_WIDTH  # shorten to this first, then leave columns out, then shorten to _MIN_WIDTH
     while (longest := max(len(line) for line in text.splitlines())) > width:
-        col = max((k for k in _FLEXIBLE if limits[k] > _MIN_WIDTH), key=lambda k: limits[k], default=None)
-        if col is None:
-            break  # as narrow as it gets: lines wrap rather than lose the status column
-        limits[col] = max(_MIN_WIDTH, limits[col] - (longest - width))
-        clipped = shown.copy()
+        col = max((k for k in _FLEXIBLE if k not in dropped and limits[k] > floor),
+                  key=lambda k: limits[k], default=None)
+        if col is not None:
+            limits[col] = max(floor, limits[col] - (longest - width))
+        elif len(dropped) < len(_DROPPABLE):
+            dropped.append(_DROPPABLE[len(dropped)])
+        elif floor > _MIN_WIDTH:
+            floor = _MIN_WIDTH
+            continue
+        else:
+            break  # as narrow as it gets: lines wrap rather than lose host, probe, status or chain
+        clipped = shown.drop(columns=dropped)
         for name in _FLEXIBLE:
-            clipped[name] = [_clip(v, limits[name]) for v in shown[name]]
+            if name not in dropped:
+                clipped[name] = [_clip(v, limits[name]) for v in shown[name]]
         text = clipped.to_string(index=False, na_rep="")
     return text
 

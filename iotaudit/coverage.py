@@ -443,7 +443,8 @@ def chain_observations(run: Run, *, statuses: Iterable[str] = c.CHAIN_STATUSES) 
     """
     obs = run.observations
     obs = obs[obs[c.STATUS].astype(str).isin(frozenset(statuses))].copy()
-    obs = obs[[len(ch) > 0 for ch in obs[c.CHAIN_SHA256]]]
+    # A boolean array, not a list: an empty list would select no *columns* (a run with no chain at all).
+    obs = obs[np.array([len(ch) > 0 for ch in obs[c.CHAIN_SHA256]], dtype=bool)]
     leaf_type = dict(zip(run.certificates[c.SHA256].astype(str), run.certificates[c.KEY_TYPE].astype(str), strict=True))
     obs[c.KEY_TYPE] = pd.Categorical([leaf_type.get(str(ch[0]), c.KeyType.OTHER.value) for ch in obs[c.CHAIN_SHA256]])
     regions = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -138,6 +139,8 @@ def write_atomically(path: str | Path, fill: Callable[[Path], None], *, overwrit
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    except (FileExistsError, NotADirectoryError) as err:  # a file where a parent directory should be
+        raise WriteError(path, f"{err.filename or path.parent} is not a directory") from err
     except OSError as err:
         raise WriteError(path, _reason(err)) from err
     umask = os.umask(0)
@@ -165,8 +168,12 @@ def write_atomically(path: str | Path, fill: Callable[[Path], None], *, overwrit
 
 def _reason(err: OSError) -> str:
     """The operating system's words for ``err`` (``No space left on device``), else its text."""
-    if err.errno is not None and err.strerror:
-        return err.strerror
+    if err.errno:
+        return os.strerror(err.errno)  # pyarrow sets errno but puts its own sentence in strerror
+    # pyarrow's IO errors carry the errno only in their text: "... Detail: [errno 28] No space left on device".
+    found = re.search(r"\[errno (\d+)\]", str(err))
+    if found:
+        return os.strerror(int(found.group(1)))
     return str(err) or type(err).__name__
 
 
