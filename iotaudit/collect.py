@@ -923,7 +923,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     statuses = written.observations[c.STATUS].astype(str)
     local = int((statuses == ProbeStatus.LOCAL_ERROR.value).sum())
     used = int(written.manifest.get("parameters", {}).get("concurrency_used", args.concurrency))
-    if used < args.concurrency:
+    if used < min(args.concurrency, len(statuses)):
         print(f"iotaudit collect: note: ran {used} probes at a time, not {args.concurrency}: the open-files limit "
               "(ulimit -n) allows no more", file=sys.stderr)
     if local:
