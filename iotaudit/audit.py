@@ -29,7 +29,6 @@ group-bys, which is what makes a 10M-device inventory cheap.
 from __future__ import annotations
 
 import argparse
-import enum
 import json
 import math
 import sys
@@ -45,8 +44,8 @@ from . import columns as c
 from .columns import as_utc
 from .coverage import VERDICT, VERDICT_OF_RANK, VERDICT_ORDER, Verdict, analyse_coverage, chain_observations, meets
 from .errors import OptionError, RunError
-from .inventory import MAX_TRUST_STORE_CERTIFICATES, Inventory, load_inventory
-from .options import ExitStatus, as_of_option, fail_on_help, positive_int
+from .inventory import Inventory, load_inventory
+from .options import ExitStatus, FailOn, crosses
 
 SUMMARY = "summary.json"
 FORMAT = "iotaudit-audit/1"
@@ -54,23 +53,6 @@ FORMAT = "iotaudit-audit/1"
 # horizon must stay before it.
 LAST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 SKIPPED_ROWS_LISTED = 1000  # summary.json lists at most this many skipped rows (all are counted)
-
-
-class FailOn(enum.StrEnum):
-    """``--fail-on`` threshold: the exit status is 1 when any device has this verdict or worse."""
-
-    BROKEN = "broken"
-    AT_RISK = "at-risk"
-    NEVER = "never"
-
-
-def crosses(devices_by_verdict: Mapping[str, int], fail_on: FailOn | str) -> bool:
-    """True when any device has the ``fail_on`` verdict or a worse one (``unknown`` crosses nothing)."""
-    fail_on = FailOn(fail_on)
-    if fail_on is FailOn.NEVER:
-        return False
-    worse = [Verdict.BROKEN.value] if fail_on is FailOn.BROKEN else [Verdict.BROKEN.value, Verdict.AT_RISK.value]
-    return any(int(devices_by_verdict.get(v, 0)) > 0 for v in worse)
 
 
 def check_horizon(as_of: datetime, horizon_years: int, *, option: str = "as_of") -> None:
@@ -343,19 +325,7 @@ def load_audit(path: str | Path) -> AuditResult:
     return AuditResult(summary=summary, **frames)
 
 
-AUDIT_EPILOG = """\
-examples:
-  iotaudit audit runs/r1 --inventory data/sample_inventory.csv --out audit/r1
-  # from cron: alert when any device is at risk; bad rows are skipped, listed and counted
-  iotaudit audit runs/today --inventory fleet.csv --skip-bad-rows --fail-on at-risk --out audit/today
-
-An inventory with no device (or whose every row is bad) is an input error (exit 2): an audit of nothing
-would say "nothing broken".  Chains a run could not record in full (chain-incomplete imports) and probes
-that failed on the collecting machine (local-error) are reported as unknown, never as broken.
-"""
-
-
-def _command(args: argparse.Namespace) -> int:
+def audit_command(args: argparse.Namespace) -> int:
     from .store import load_run
 
     if args.as_of is not None:
@@ -393,35 +363,5 @@ def _command(args: argparse.Namespace) -> int:
     return ExitStatus.THRESHOLD if crossed else ExitStatus.OK
 
 
-def register(subparsers: Any) -> None:
-    """Add ``iotaudit audit`` to the CLI."""
-    parser = subparsers.add_parser(
-        "audit", help="audit a device inventory against a collected run",
-        description="Validate every chain each firmware profile may meet, at --as-of (default: the run's time), "
-                    "and write coverage, fleet, roots to add, expiry, cliff and pinning frames "
-                    "(Parquet + CSV) and summary.json to --out.",
-        epilog=AUDIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("run", help="run directory (iotaudit collect / import)")
-    parser.add_argument("--inventory", required=True, help="device inventory (.csv, .parquet or .json)")
-    parser.add_argument("--as-of", type=as_of_option, default=None, metavar="DATE",
-                        help="validate at this ISO 8601 date or date-time with a time zone (default: run time)")
-    parser.add_argument("--horizon-years", type=positive_int, default=15, metavar="N",
-                        help="how far ahead to look for break dates (default 15)")
-    parser.add_argument("--fail-on", choices=[f.value for f in FailOn], default=FailOn.BROKEN.value,
-                        help=fail_on_help())
-    parser.add_argument("--skip-bad-rows", action="store_true",
-                        help="leave bad inventory rows out (each is printed, and counted in summary.json)")
-    parser.add_argument("--allow-outside", action="append", default=[], metavar="DIR",
-                        help="let trust_store files resolve into DIR too (default: only inside the inventory's "
-                             "directory); repeatable")
-    parser.add_argument("--max-store-certificates", type=positive_int, default=MAX_TRUST_STORE_CERTIFICATES,
-                        metavar="N", help=f"most certificates one trust-store file may hold (default "
-                                          f"{MAX_TRUST_STORE_CERTIFICATES})")
-    parser.add_argument("--out", required=True, help="audit directory to create")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    parser.set_defaults(func=_command)
-
-
-__all__ = ["AuditResult", "FailOn", "audit", "crosses", "load_audit", "register", "unknown_observations",
+__all__ = ["AuditResult", "FailOn", "audit", "crosses", "audit_command", "load_audit", "unknown_observations",
            "write_audit"]

@@ -53,7 +53,7 @@ from .discover import (
     targets_from_prefix,
 )
 from .errors import IotauditError, OptionError, PemError, TargetError
-from .options import ExitStatus, positive_int, positive_seconds
+from .options import ExitStatus
 from .store import Run, load_run, make_manifest, write_run_or_keep
 
 DEFAULT_PROBES: tuple[Probe, ...] = (Probe.RSA_TLS12, Probe.ECDSA_TLS12, Probe.TLS13)
@@ -801,78 +801,11 @@ def terminal_width() -> int:
 
 # --- command line -----------------------------------------------------------
 
-COLLECT_EPILOG = """\
-examples:
-  # the loopback lab started by `iotaudit lab serve --dir lab/`
-  iotaudit collect --lab lab/lab.json --out runs/lab
-  # an AWS account's ATS endpoints in two regions, every data port
-  iotaudit collect --prefix a1b2c3d4e5f6g7 --regions us-east-1,eu-west-1 --out runs/today
-  # legacy VeriSign endpoints too, only MQTT ports
-  iotaudit collect --prefix a1b2c3d4e5f6g7 --regions us-east-1 \\
-      --endpoint-types iot:Data-ATS,iot:Data --ports 8883,443/x-amzn-mqtt-ca --out runs/mqtt
-  # ask AWS (needs boto3 and credentials)
-  iotaudit collect --describe-endpoint --regions us-east-1 --out runs/described
-  # explicit targets; HOST:PORT@ADDRESS connects to ADDRESS with SNI HOST (like curl --resolve)
-  iotaudit collect --target a1b2-ats.iot.us-east-1.amazonaws.com:8883@10.1.2.3 --targets more.txt --out runs/x
-
-targets file lines: HOST:PORT[@ADDRESS] [alpn=P,...] [region=R] [type=T] [label=L]   (# comments)
-port specs: PORT or PORT/ALPN, e.g. 8883, 443/x-amzn-mqtt-ca, 443, 8443
-an endpoint that wants a client certificate still has its chain captured (status client-cert-required);
-pass --client-cert/--client-key to complete the handshake instead.
-"""
-
-
 def _csv(text: str | None) -> list[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``collect`` and ``show`` commands to the ``iotaudit`` command line."""
-    p = subparsers.add_parser(
-        "collect", help="capture the certificate chains endpoints serve (one run directory)",
-        description="Make real TLS handshakes (RSA TLS 1.2, ECDSA TLS 1.2, TLS 1.3) with every target and "
-                    "store the served chains, in served order, as a run directory.",
-        epilog=COLLECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    src = p.add_argument_group("targets (combine freely)")
-    src.add_argument("--target", action="append", default=[], metavar="HOST:PORT[@ADDRESS]",
-                     help="one endpoint; repeatable")
-    src.add_argument("--targets", action="append", default=[], metavar="FILE", help="a targets file; repeatable")
-    src.add_argument("--lab", metavar="PORTS_JSON",
-                     help="the lab's lab.json: its endpoints, labelled with the lab's catalogue")
-    src.add_argument("--prefix", metavar="P", help="account endpoint prefix, e.g. a1b2c3d4e5f6g7 (with --regions)")
-    src.add_argument("--regions", metavar="R,...", help="comma-separated AWS regions")
-    src.add_argument("--endpoint-types", default="iot:Data-ATS", metavar="T,...",
-                     help="iot:Data-ATS, iot:Data, iot:CredentialProvider, iot:Jobs (default iot:Data-ATS)")
-    src.add_argument("--ports", metavar="SPEC,...",
-                     help="PORT or PORT/ALPN specs (default per type: 8883,443/x-amzn-mqtt-ca,443,8443 for data)")
-    src.add_argument("--describe-endpoint", action="store_true",
-                     help="ask AWS for each type's endpoint in each of --regions (needs boto3)")
-    how = p.add_argument_group("how")
-    how.add_argument("--probes", default=",".join(k.value for k in DEFAULT_PROBES), metavar="P,...",
-                     help="handshakes per target (default: %(default)s; also: tls10)")
-    how.add_argument("--probe", action="append", default=[], metavar="P", choices=[Probe.TLS10.value],
-                     help="add a probe to --probes: tls10 captures the chain of endpoints that speak only "
-                          "TLS 1.0/1.1 (old VeriSign-era endpoints, TLS proxies); off by default")
-    how.add_argument("--timeout", type=positive_seconds, default=5.0, metavar="S",
-                     help="seconds per probe, more than 0 (default 5)")
-    how.add_argument("--concurrency", type=positive_int, default=32, metavar="N",
-                     help="probes in flight, at least 1 (default 32; capped by the open-files limit, ulimit -n)")
-    how.add_argument("--client-cert", metavar="FILE", help="PEM client certificate to present")
-    how.add_argument("--client-key", metavar="FILE", help="its PEM private key (default: --client-cert)")
-    how.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
-    p.add_argument("--out", required=True, metavar="RUN", help="run directory to create")
-    p.add_argument("--overwrite", action="store_true", help="replace RUN if it exists")
-    p.set_defaults(func=_cmd_collect)
-
-    s = subparsers.add_parser("show", help="print what a run found, one line per endpoint and probe",
-                              description="Print the summary of a run directory, fitted to the terminal's width.")
-    s.add_argument("run", metavar="RUN", help="run directory written by collect or import")
-    s.add_argument("--wide", action="store_true", help="print every value in full, however long the lines")
-    s.set_defaults(func=_cmd_show)
-
-
-def _cmd_collect(args: argparse.Namespace) -> int:
+def collect_command(args: argparse.Namespace) -> int:
     targets: list[Target] = []
     catalog: Catalog | None = None
     sources: dict[str, Any] = {}
@@ -934,6 +867,6 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def _cmd_show(args: argparse.Namespace) -> int:
+def show_command(args: argparse.Namespace) -> int:
     print(format_summary(summarize(load_run(args.run)), width=None if args.wide else terminal_width()))
     return ExitStatus.OK

@@ -65,7 +65,7 @@ from .columns import (
     PinScope,
 )
 from .errors import CatalogError, InventoryError, PemError, PinError
-from .options import parse_iso_instant
+from .options import MAX_TRUST_STORE_BYTES, MAX_TRUST_STORE_CERTIFICATES, parse_iso_instant
 from .pinning import parse_pin  # pinning does not import this module: no cycle
 
 REQUIRED_COLUMNS = (DEVICE_ID, GROUP, PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES)
@@ -181,13 +181,6 @@ def _norm_pin_expiry(value: str) -> tuple[str, str]:
                     "zone (2025-06-30, 2025-06-30T12:30:00Z or 2025-06-30T14:30:00+02:00)")
     # One fixed textual form for every value, whatever its precision, so the column parses as one format.
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"), ""
-
-
-# Trust-store files (issue 9 item 7): a firmware store holds a handful of roots (ESP-IDF's full bundle,
-# the largest real one, about 130 in 65 KiB of DER).  Past these limits a "trust store" is a mistake
-# (a system bundle, /dev/zero), not a firmware store, unless the caller raises them.
-MAX_TRUST_STORE_BYTES = 1024 * 1024
-MAX_TRUST_STORE_CERTIFICATES = 64
 
 
 @dataclass(frozen=True, slots=True)

@@ -446,38 +446,7 @@ def import_chains(
     return run_from_results(results, catalog=catalog, created_at=created_at, parameters=parameters)
 
 
-IMPORT_EPILOG = """\
-examples:
-  # a chain saved from a browser or a ticket
-  iotaudit import chain.pem --host a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com --port 8883 --out runs/imported
-  # a transcript captured where iotaudit cannot run
-  openssl s_client -connect a1b2-ats.iot.us-east-1.amazonaws.com:8883 -showcerts </dev/null > capture.txt
-  iotaudit import capture.txt --host a1b2-ats.iot.us-east-1.amazonaws.com --port 8883 --out runs/site-a
-  # chains from the loopback lab, labelled with the lab catalogue
-  iotaudit import lab-chain.pem --host lab-ats-dual-ats.iot.us-east-1.amazonaws.com --lab-catalog lab/catalog --out runs/x
-"""
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``import`` command to the ``iotaudit`` command line."""
-    p = subparsers.add_parser(
-        "import", help="turn PEM bundles or `openssl s_client -showcerts` transcripts into a run",
-        description="Import chains captured elsewhere: each FILE becomes one observation (probe 'import', "
-                    "status 'ok') with its certificates in file order.",
-        epilog=IMPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("files", nargs="+", metavar="FILE", help="PEM bundle or s_client transcript")
-    p.add_argument("--host", required=True, help="the endpoint name the chain was served for")
-    p.add_argument("--port", type=int, default=443, help="its port (default 443)")
-    p.add_argument("--lab-catalog", metavar="DIR", help="label with this catalogue directory (e.g. the lab's) "
-                                                        "instead of the real AWS one")
-    p.add_argument("--out", required=True, metavar="RUN", help="run directory to create")
-    p.add_argument("--overwrite", action="store_true", help="replace RUN if it exists")
-    p.add_argument("--quiet", action="store_true", help="print only the run path")
-    p.set_defaults(func=_cmd_import)
-
-
-def _cmd_import(args: argparse.Namespace) -> int:
+def import_command(args: argparse.Namespace) -> int:
     catalog = Catalog.from_directory(args.lab_catalog, kind="lab") if args.lab_catalog else None
     run = import_chains(args.files, host=args.host, port=args.port, catalog=catalog,
                         on_warning=lambda text: print(f"iotaudit import: warning: {text}", file=sys.stderr))

@@ -48,6 +48,44 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """``--port N``: a TCP port, 1-65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (1-65535)")
+    return value
+
+
+class FailOn(enum.StrEnum):
+    """``--fail-on`` threshold of ``audit`` and ``report``: exit 1 when any device has this verdict or worse.
+
+    The values are the verdict strings of :class:`iotaudit.columns.Verdict`.
+    """
+
+    BROKEN = "broken"
+    AT_RISK = "at-risk"
+    NEVER = "never"
+
+
+def crosses(devices_by_verdict: dict[str, int], fail_on: FailOn | str) -> bool:
+    """True when any device has the ``fail_on`` verdict or a worse one (unknown crosses nothing)."""
+    fail_on = FailOn(fail_on)
+    if fail_on is FailOn.NEVER:
+        return False
+    worse = [FailOn.BROKEN.value] if fail_on is FailOn.BROKEN else [FailOn.BROKEN.value, FailOn.AT_RISK.value]
+    return any(int(devices_by_verdict.get(v, 0)) > 0 for v in worse)
+
+
+# Trust-store files (issue 9 item 7; read by iotaudit.inventory): a firmware store holds a handful of
+# roots (ESP-IDF's full bundle, the largest real one, about 130 in 65 KiB of DER).  Past these limits a
+# "trust store" is a mistake (a system bundle, /dev/zero), not a firmware store, unless the caller raises them.
+MAX_TRUST_STORE_BYTES = 1024 * 1024
+MAX_TRUST_STORE_CERTIFICATES = 64
+
+
 def fail_on_help(what: str = "device") -> str:
     """The help text of ``--fail-on``."""
     return f"exit 1 when any {what} is broken (default), at-risk or worse (at-risk), or never"

@@ -272,3 +272,26 @@ def test_read_only_output_directory_is_exit_2(lab_run, tmp_path: Path) -> None:
         assert done.returncode == ExitStatus.USAGE, done.stderr
         reason = "Read-only file system" if mounted else "is not a directory"
         _one_error_line(done.stderr, f"cannot write {out}: {reason}")
+
+
+# --- item 11: the light command table ------------------------------------------------------------------
+
+
+def test_cli_default_probes_are_collects() -> None:
+    from iotaudit.cli import DEFAULT_PROBES
+    from iotaudit.collect import DEFAULT_PROBES as COLLECT_DEFAULT
+
+    assert DEFAULT_PROBES == ",".join(p.value for p in COLLECT_DEFAULT)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [["--help"], ["collect", "--help"], ["audit", "--help"], ["import", "--help"],
+                                  ["show", "--help"], ["collect", "--timeout", "-1", "--out", "x"], ["nosuchcommand"]])
+def test_help_and_usage_errors_import_no_analysis_stack(argv: list[str]) -> None:
+    # Not a timed test (benchmarks/cli.py measures the time): what makes --help slow is importing
+    # pandas, pyarrow and pyOpenSSL, so check that none of them is imported.
+    code = ("import sys\nfrom iotaudit.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(m for m in ('pandas', 'pyarrow', 'OpenSSL', 'numpy') if m in sys.modules)\n"
+            "print('HEAVY', ','.join(heavy))\n" % (argv,))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert done.stdout.strip().splitlines()[-1] == "HEAVY", done.stdout + done.stderr

@@ -7,7 +7,6 @@ The TLS 1.0 server is a real pyOpenSSL server on 127.0.0.1 that speaks nothing n
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -20,9 +19,9 @@ from OpenSSL import SSL
 
 from iotaudit import columns as c
 from iotaudit.audit import audit
-from iotaudit.certs import cert_pem, cert_sha256
+from iotaudit.certs import cert_sha256
 from iotaudit.cli import main
-from iotaudit.collect import collect, fd_budget_concurrency, probe
+from iotaudit.collect import fd_budget_concurrency, probe
 from iotaudit.columns import Probe, ProbeStatus
 from iotaudit.discover import Target
 from iotaudit.drift import DriftChange, drift
@@ -30,7 +29,7 @@ from iotaudit.inventory import load_inventory
 from iotaudit.options import ExitStatus
 from iotaudit.store import load_run
 
-from .helpers import ec_key, issue, leaf, rsa_key, at
+from .helpers import at, issue, leaf, rsa_key
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample_inventory.csv"
