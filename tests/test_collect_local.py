@@ -69,7 +69,7 @@ def test_low_fd_limit_and_high_concurrency_give_no_false_unreachable(lab, tmp_pa
     done = _child(
         "from iotaudit.cli import main\n"
         f"sys.exit(main(['collect', '--targets', {str(targets)!r}, '--concurrency', '400', '--timeout', '5',"
-        f" '--quiet', '--out', {str(out)!r}]))\n", nofile=40)
+        f" '--quiet', '--out', {str(out)!r}]))\n", nofile=32)  # on main: 7 of 39 probes "unreachable"
     assert done.returncode == ExitStatus.OK, done.stderr
     assert "not 400: the open-files limit" in done.stderr
     run = load_run(out)
