@@ -326,6 +326,7 @@ def load_audit(path: str | Path) -> AuditResult:
 
 
 def audit_command(args: argparse.Namespace) -> int:
+    """``iotaudit audit`` (arguments defined in :mod:`iotaudit.cli`); returns the exit status (0, or 1 over ``--fail-on``)."""
     from .store import load_run
 
     if args.as_of is not None:

@@ -806,6 +806,7 @@ def _csv(text: str | None) -> list[str]:
 
 
 def collect_command(args: argparse.Namespace) -> int:
+    """``iotaudit collect`` (arguments defined in :mod:`iotaudit.cli`); returns the exit status."""
     targets: list[Target] = []
     catalog: Catalog | None = None
     sources: dict[str, Any] = {}
@@ -868,5 +869,6 @@ def collect_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
+    """``iotaudit show``; returns the exit status."""
     print(format_summary(summarize(load_run(args.run)), width=None if args.wide else terminal_width()))
     return ExitStatus.OK

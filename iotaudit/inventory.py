@@ -303,7 +303,9 @@ def _as_text(value: Any) -> str:
     if value is pd.NaT or value is pd.NA:
         return ""
     if isinstance(value, pd.Timestamp):
-        return value.isoformat()
+        # A typed timestamp without a zone (a Parquet column written from naive datetimes) is UTC, as
+        # iotaudit writes every time; text without a zone stays a bad row (see parse_iso_instant).
+        return (value.tz_localize("UTC") if value.tzinfo is None else value).isoformat()
     return str(value)
 
 

@@ -24,10 +24,12 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from .catalog import Catalog, aws_catalog
 from .certs import cert_der, load_der_x509_certificate, load_pem_x509_certificates
-from .collect import ProbeResult, format_summary, run_from_results, summarize
+from . import columns as c
+from .collect import ProbeResult, format_summary, run_from_results, summarize, terminal_width
 from .columns import Probe, ProbeStatus
 from .discover import Target
 from .errors import PemError, TargetError
+from .options import ExitStatus
 from .store import Run, write_run
 
 _NEW_LINE = re.compile(r"^\s*New, (?P<version>(?:TLSv|SSLv|DTLSv)[\d.]+), Cipher is (?P<cipher>\S+)", re.MULTILINE)
@@ -447,11 +449,15 @@ def import_chains(
 
 
 def import_command(args: argparse.Namespace) -> int:
+    """``iotaudit import`` (arguments defined in :mod:`iotaudit.cli`); returns the exit status."""
     catalog = Catalog.from_directory(args.lab_catalog, kind="lab") if args.lab_catalog else None
     run = import_chains(args.files, host=args.host, port=args.port, catalog=catalog,
                         on_warning=lambda text: print(f"iotaudit import: warning: {text}", file=sys.stderr))
     written = write_run(run, args.out, overwrite=args.overwrite)
     if not args.quiet:
-        print(format_summary(summarize(written)))
+        print(format_summary(summarize(written), width=terminal_width()))
+    incomplete = written.observations[written.observations[c.STATUS].astype(str) == ProbeStatus.CHAIN_INCOMPLETE.value]
+    for label, error in zip(incomplete[c.LABEL], incomplete[c.ERROR], strict=True):
+        print(f"iotaudit import: warning: {label}: chain-incomplete ({error})", file=sys.stderr)
     print(written.path)
-    return 0
+    return ExitStatus.OK

@@ -167,3 +167,12 @@ def test_store_with_too_many_certificates_is_a_bad_row_unless_allowed(tmp_path: 
     assert column == c.TRUST_STORE and f"holds {MAX_TRUST_STORE_CERTIFICATES + 1} certificates" in reason
     inv = load_inventory(path, max_store_certificates=MAX_TRUST_STORE_CERTIFICATES + 1)
     assert [len(v) for v in inv.resolve(aws_catalog()).values()] == [MAX_TRUST_STORE_CERTIFICATES + 1]
+
+
+def test_typed_parquet_timestamps_of_mixed_precision_load_as_utc(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"device_id": ["d1", "d2"], "group": "g", "profile": "fw", "region": "us-east-1",
+                          "endpoints": "*", "trust_store": "AmazonRootCA1", "key_types": "rsa",
+                          "pin_expiry": pd.to_datetime(["2025-06-30", "2025-06-30 12:30:00.25"], format="ISO8601")})
+    frame.to_parquet(tmp_path / "inv.parquet")
+    got = load_inventory(tmp_path / "inv.parquet").devices[c.PIN_EXPIRY].tolist()
+    assert got == [pd.Timestamp("2025-06-30T00:00:00Z"), pd.Timestamp("2025-06-30T12:30:00.250Z")]
