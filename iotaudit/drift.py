@@ -18,6 +18,7 @@ endpoint.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from . import columns as c
+from .errors import WriteError
 from .store import Run, load_run
 
 # --- drift columns (candidates for iotaudit/columns.py) ------------------------
@@ -340,11 +342,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     frame = drift(load_run(args.old_run), load_run(args.new_run))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        if args.out.suffix == ".parquet":
-            frame.to_parquet(args.out, index=False)
-        else:
-            frame.to_csv(args.out, index=False)
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            if args.out.suffix == ".parquet":
+                frame.to_parquet(args.out, index=False)
+            else:
+                frame.to_csv(args.out, index=False)
+        except (FileExistsError, NotADirectoryError) as err:  # a file where a parent directory should be
+            raise WriteError(args.out, f"{err.filename or args.out.parent} is not a directory") from err
+        except OSError as err:
+            raise WriteError(args.out, os.strerror(err.errno) if err.errno else str(err)) from err
     if frame.empty:
         print(f"no drift between {args.old_run} and {args.new_run}")
         return 0

@@ -295,3 +295,11 @@ def test_help_and_usage_errors_import_no_analysis_stack(argv: list[str]) -> None
             "print('HEAVY', ','.join(heavy))\n" % (argv,))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
     assert done.stdout.strip().splitlines()[-1] == "HEAVY", done.stdout + done.stderr
+
+
+def test_drift_output_that_cannot_be_written_is_exit_2(lab_run, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    out = tmp_path / "a-file" / "drift.csv"
+    assert main(["drift", str(lab_run.path), str(lab_run.path), "--out", str(out)]) == ExitStatus.USAGE
+    _one_error_line(capsys.readouterr().err, f"cannot write {out}: {tmp_path / 'a-file'} is not a directory")

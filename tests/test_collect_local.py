@@ -26,6 +26,7 @@ from iotaudit.columns import Probe, ProbeStatus
 from iotaudit.discover import Target
 from iotaudit.drift import DriftChange, drift
 from iotaudit.inventory import load_inventory
+from iotaudit.metrics import render_metrics
 from iotaudit.options import ExitStatus
 from iotaudit.store import load_run
 
@@ -113,6 +114,10 @@ def test_probes_that_fail_locally_are_local_error_and_never_a_finding(lab, lab_r
     changes = drift(lab_run, run)
     mine = changes[changes[c.HOST] == target.host]
     assert set(mine["change"].astype(str)) == {DriftChange.NOT_COMPARED.value}
+    # metrics: no "chain captured 0" sample to alert on, a count of unknown probes instead
+    text = render_metrics(run, as_of=run.created_at)
+    assert "iotaudit_probe_chain_captured{" not in text
+    assert 'iotaudit_probes_unknown{status="local-error"} 3' in text
     # audit: unknown, not broken
     summary = audit(run, load_inventory(SAMPLE)).summary
     assert summary["observations_unknown"]["local-error"] == 3
