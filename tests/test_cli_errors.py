@@ -196,8 +196,14 @@ def test_show_fits_the_terminal_and_wide_does_not(lab_run, monkeypatch: pytest.M
 
 @contextlib.contextmanager
 def _tmpfs(where: Path, options: str) -> Iterator[bool]:
-    """Mount a tiny tmpfs at ``where``; yields False when mounting is not allowed here."""
+    """Mount a tiny tmpfs at ``where``; yields False when mounting is not allowed here.
+
+    ``IOTAUDIT_TEST_NO_MOUNT=1`` takes the no-mount branch on purpose (to check it where mounting works).
+    """
     where.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("IOTAUDIT_TEST_NO_MOUNT") == "1":
+        yield False
+        return
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, check=False)
     try:
         yield done.returncode == 0
@@ -231,15 +237,16 @@ def test_full_disk_collect_says_so_and_keeps_the_run(lab, tmp_path: Path) -> Non
     with _tmpfs(mnt, "size=256k") as mounted:
         if mounted:
             _fill(mnt)
-        done = _cli(["collect", "--target", _target(lab), "--timeout", "3", "--quiet", "--out", str(mnt / "run")],
-                    env_extra={"IOTAUDIT_FALLBACK_DIR": str(keep)}, limit_size=not mounted)
+            out, reason = mnt / "run", "No space left on device"
+        else:  # no mount here: a destination beneath a regular file fails as surely (ENOTDIR)
+            (tmp_path / "a-file").write_text("not a directory")
+            out, reason = tmp_path / "a-file" / "run", "is not a directory"
+        done = _cli(["collect", "--target", _target(lab), "--timeout", "3", "--quiet", "--out", str(out)],
+                    env_extra={"IOTAUDIT_FALLBACK_DIR": str(keep)})
         assert done.returncode == ExitStatus.USAGE, done.stderr
-        reason = "No space left on device" if mounted else "File too large"
-        _one_error_line(done.stderr, f"cannot write {mnt / 'run'}: {reason}", "saved to")
+        _one_error_line(done.stderr, f"cannot write {out}: ", reason, "the results were saved to")
         if mounted:
-            assert not (mnt / "run").exists() and [p.name for p in mnt.iterdir()] == ["filler"]
-    if not mounted:
-        pytest.skip("cannot mount a tmpfs here: the full disk was an RLIMIT_FSIZE, so the fallback could not be written either")
+            assert not out.exists() and [p.name for p in mnt.iterdir()] == ["filler"]
     [kept] = list(keep.iterdir())
     assert str(kept) in done.stderr
     run = load_run(kept)
@@ -271,7 +278,7 @@ def test_read_only_output_directory_is_exit_2(lab_run, tmp_path: Path) -> None:
         done = _cli(["audit", str(lab_run.path), "--inventory", str(SAMPLE), "--out", str(out)])
         assert done.returncode == ExitStatus.USAGE, done.stderr
         reason = "Read-only file system" if mounted else "is not a directory"
-        _one_error_line(done.stderr, f"cannot write {out}: {reason}")
+        _one_error_line(done.stderr, f"cannot write {out}: ", reason)
 
 
 # --- item 11: the light command table ------------------------------------------------------------------
