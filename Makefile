@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lab bench clean
+.PHONY: test test-fast demo lab bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "iotaudit needs Python 3.11+")'
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The quick loop: everything but the tests marked slow (notebooks, reports, subprocesses, browser).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 demo: $(STAMP)
 	$(PY) -m iotaudit.demo
@@ -31,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/audit.py
 	$(PY) benchmarks/report.py
 	$(PY) benchmarks/scan.py
+	$(PY) benchmarks/cli.py
 
 clean:
 	rm -rf $(VENV) reports/demo runs/demo .pytest_cache

@@ -31,9 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,54 @@ import pandas as pd
 
 from . import columns as c
 from .columns import as_utc
-from .coverage import VERDICT, VERDICT_OF_RANK, VERDICT_ORDER, Verdict, analyse_coverage
-from .errors import RunError
+from .coverage import VERDICT, VERDICT_OF_RANK, VERDICT_ORDER, Verdict, analyse_coverage, chain_observations, meets
+from .errors import OptionError, RunError
 from .inventory import Inventory, load_inventory
+from .options import ExitStatus, FailOn, crosses
 
 SUMMARY = "summary.json"
 FORMAT = "iotaudit-audit/1"
+# The last instant X.509 can express (RFC 5280 section 4.1.2.5: 99991231235959Z): as_of plus the
+# horizon must stay before it.
+LAST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+SKIPPED_ROWS_LISTED = 1000  # summary.json lists at most this many skipped rows (all are counted)
+
+
+def check_horizon(as_of: datetime, horizon_years: int, *, option: str = "as_of") -> None:
+    """Raise :class:`~iotaudit.errors.OptionError` when ``as_of`` + ``horizon_years`` passes :data:`LAST_INSTANT`."""
+    if horizon_years < 1:
+        raise OptionError("horizon_years", horizon_years, "must be at least 1")
+    if as_of.year + horizon_years > LAST_INSTANT.year:
+        raise OptionError(option, as_of.date().isoformat(),
+                          f"plus a {horizon_years}-year horizon passes 9999-12-31, the last date a certificate "
+                          f"can express (RFC 5280 section 4.1.2.5); use a date before {LAST_INSTANT.year - horizon_years + 1}")
+
+
+def unknown_observations(run: Any, inventory: Inventory) -> dict[str, Any]:
+    """What the run could not tell: observations with no fact about the endpoint, and the devices they leave unknown.
+
+    ``chain-incomplete`` imports (a transcript that names certificates it does not carry) and
+    ``local-error`` probes (our own file descriptors or memory ran out) are never judged
+    (:data:`iotaudit.columns.UNKNOWN_STATUSES`): a device that meets one has, for that chain, an
+    unknown verdict, not a broken one.
+
+    Returns:
+        ``observations_unknown`` (status -> count), ``devices_unknown`` (devices whose profile meets at
+        least one chain-incomplete observation) and ``profiles_unknown`` (their profile keys).
+    """
+    statuses = run.observations[c.STATUS].astype(str)
+    counts = {status: int((statuses == status).sum()) for status in sorted(c.UNKNOWN_STATUSES)}
+    incomplete = [c.ProbeStatus.CHAIN_INCOMPLETE.value]
+    carrying = (statuses == incomplete[0]) & run.observations[c.CHAIN_LENGTH].gt(0)
+    keys: list[str] = []
+    devices = 0
+    if carrying.any():
+        partial = chain_observations(run, statuses=incomplete)
+        for prow in inventory.profiles.to_dict("records"):
+            if meets(prow, partial, statuses=incomplete).any():
+                keys.append(str(prow[c.PROFILE_KEY]))
+                devices += int(prow[c.DEVICES])
+    return {"observations_unknown": counts, "devices_unknown": devices, "profiles_unknown": keys}
 FRAMES = (
     "coverage", "fleet", "profiles", "roots_to_add", "expiry", "chain_breaks", "certificates_expiry",
     "anchors_expiry", "cliff", "pins", "pin_risks_ranked",
@@ -138,6 +181,14 @@ def _summary(
         worst_pin = {k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
                      for k, v in top.items() if k in (c.PROFILE, c.DEVICES, c.RISK, c.SEVERITY_COL)}
         worst_pin = {k: (int(v) if hasattr(v, "__index__") and not isinstance(v, bool) else v) for k, v in worst_pin.items()}
+    unknown = unknown_observations(run, inventory)
+    if unknown["devices_unknown"]:
+        notes.append(f"{unknown['devices_unknown']} device(s) meet a chain the run could not record in full "
+                     "(chain-incomplete): unknown, not broken, for that chain")
+    if unknown["observations_unknown"].get(c.ProbeStatus.LOCAL_ERROR.value):
+        notes.append(f"{unknown['observations_unknown'][c.ProbeStatus.LOCAL_ERROR.value]} probe(s) failed on the "
+                     "collecting machine (local-error): those endpoints are unknown")
+    skipped = [{"row": r, "column": col, "reason": why} for r, col, why in inventory.problems[:SKIPPED_ROWS_LISTED]]
     ready_reserved = int(prof.loc[prof[c.READY_RESERVED_ROOTS], c.DEVICES].sum())
     ready_no_cross = int(prof.loc[prof[c.READY_NO_CROSS_SIGN], c.DEVICES].sum())
     return {
@@ -150,6 +201,7 @@ def _summary(
         "inventory": str(inventory.source),
         "devices": int(inventory.device_count),
         "bad_rows": int(inventory.bad_rows),
+        "skipped_rows": skipped,
         "profiles": len(prof),
         "groups": int(len(group_rank)),
         "devices_by_verdict": devices_by_verdict,
@@ -164,6 +216,7 @@ def _summary(
         "earliest_renewed_break_date": earliest_renewed,
         "worst_pin_risk": worst_pin,
         "validations": int(cov.validations),
+        **unknown,
         "notes": notes,
     }
 
@@ -188,15 +241,15 @@ def audit(
 
     Raises:
         InventoryError: when trust stores do not resolve against the run's catalogue.
-        ValueError: when ``as_of`` is naive or ``horizon_years`` is not positive.
+        OptionError: when ``horizon_years`` is not positive or ``as_of`` plus it passes 9999-12-31.
+        ValueError: when ``as_of`` is naive.
     """
     from . import expiry as ex
     from . import pinning as pn
     from .coverage import DEFAULT_AT_RISK_DAYS
 
     as_of = as_utc(as_of) if as_of is not None else as_utc(run.created_at)
-    if horizon_years <= 0:
-        raise ValueError("horizon_years must be positive")
+    check_horizon(as_of, horizon_years)
     anchors = inventory.resolve(run.catalog_object())
     cov = analyse_coverage(run, inventory, as_of=as_of, anchors=anchors,
                            at_risk_days=DEFAULT_AT_RISK_DAYS if at_risk_days is None else at_risk_days)
@@ -272,23 +325,28 @@ def load_audit(path: str | Path) -> AuditResult:
     return AuditResult(summary=summary, **frames)
 
 
-def _parse_as_of(text: str) -> datetime:
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--as-of {text!r} is not a date (use YYYY-MM-DD or ISO 8601)") from err
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime()
-
-
-def _command(args: argparse.Namespace) -> int:
+def audit_command(args: argparse.Namespace) -> int:
+    """``iotaudit audit`` (arguments defined in :mod:`iotaudit.cli`); returns the exit status (0, or 1 over ``--fail-on``)."""
     from .store import load_run
 
+    if args.as_of is not None:
+        check_horizon(args.as_of, args.horizon_years, option="--as-of")
     run = load_run(args.run)
-    inventory = load_inventory(args.inventory, skip_bad_rows=args.skip_bad_rows)
+    inventory = load_inventory(args.inventory, skip_bad_rows=args.skip_bad_rows, allow_outside=args.allow_outside,
+                               max_store_certificates=args.max_store_certificates)
     if inventory.bad_rows:
-        print(f"iotaudit audit: skipped {inventory.bad_rows} bad row(s) of {inventory.source}")
+        print(f"iotaudit audit: skipped {inventory.bad_rows} bad row(s) of {inventory.source}:", file=sys.stderr)
+        for row, column, reason in inventory.problems[:SKIPPED_ROWS_LISTED]:
+            print(f"  row {row if row is not None else '-'}, column {column or '-'}: {reason}", file=sys.stderr)
+        if len(inventory.problems) > SKIPPED_ROWS_LISTED:
+            print(f"  ... and {len(inventory.problems) - SKIPPED_ROWS_LISTED} more (all in summary.json's bad_rows "
+                  "count)", file=sys.stderr)
+    if args.as_of is None:
+        check_horizon(as_utc(run.created_at), args.horizon_years, option="the run's time")
     result = audit(run, inventory, as_of=args.as_of, horizon_years=args.horizon_years)
+    crossed = crosses(result.summary["devices_by_verdict"], args.fail_on)
+    summary = {**result.summary, "fail_on": str(args.fail_on), "threshold_crossed": crossed}
+    result = AuditResult(**{name: getattr(result, name) for name in FRAMES}, summary=summary)
     out = write_audit(result, args.out, overwrite=args.overwrite)
     s = result.summary
     print(
@@ -296,26 +354,15 @@ def _command(args: argparse.Namespace) -> int:
         f"{s['devices_at_risk']} at risk, {s['devices_broken']} broken, {s['devices_not_applicable']} meet no chain; "
         f"earliest break {s['earliest_break_date'] or 'none within horizon'}"
     )
+    unknown = {k: v for k, v in s["observations_unknown"].items() if v}
+    if unknown or s["devices_unknown"]:
+        print(f"unknown: {s['devices_unknown']} device(s) meet a chain the run could not record in full; "
+              f"observations not judged: {', '.join(f'{v} {k}' for k, v in unknown.items())}")
     print(f"audit written to {out}")
-    return 0
+    print(f"fail-on {args.fail_on}: {'threshold crossed, exit 1' if crossed else 'nothing crosses it, exit 0'}",
+          file=sys.stderr)
+    return ExitStatus.THRESHOLD if crossed else ExitStatus.OK
 
 
-def register(subparsers: Any) -> None:
-    """Add ``iotaudit audit`` to the CLI."""
-    parser = subparsers.add_parser(
-        "audit", help="audit a device inventory against a collected run",
-        description="Validate every chain each firmware profile may meet, at --as-of (default: the run's time), "
-                    "and write coverage, fleet, roots to add, expiry, cliff and pinning frames "
-                    "(Parquet + CSV) and summary.json to --out.",
-    )
-    parser.add_argument("run", help="run directory (iotaudit collect / import)")
-    parser.add_argument("--inventory", required=True, help="device inventory (.csv, .parquet or .json)")
-    parser.add_argument("--as-of", type=_parse_as_of, default=None, help="validate at this date (default: run time)")
-    parser.add_argument("--horizon-years", type=int, default=15, help="how far ahead to look for break dates")
-    parser.add_argument("--skip-bad-rows", action="store_true", help="leave bad inventory rows out (they are counted)")
-    parser.add_argument("--out", required=True, help="audit directory to create")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    parser.set_defaults(func=_command)
-
-
-__all__ = ["AuditResult", "audit", "load_audit", "register", "write_audit"]
+__all__ = ["AuditResult", "FailOn", "audit", "crosses", "audit_command", "load_audit", "unknown_observations",
+           "write_audit"]

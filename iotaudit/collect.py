@@ -52,8 +52,9 @@ from .discover import (
     read_targets_file,
     targets_from_prefix,
 )
-from .errors import IotauditError, PemError, TargetError
-from .store import Run, load_run, make_manifest, write_run
+from .errors import IotauditError, OptionError, PemError, TargetError
+from .options import ExitStatus
+from .store import Run, load_run, make_manifest, write_run_or_keep
 
 DEFAULT_PROBES: tuple[Probe, ...] = (Probe.RSA_TLS12, Probe.ECDSA_TLS12, Probe.TLS13)
 
@@ -63,15 +64,23 @@ DEFAULT_PROBES: tuple[Probe, ...] = (Probe.RSA_TLS12, Probe.ECDSA_TLS12, Probe.T
 # never appear on AWS).  @SECLEVEL=0 because this is a scanner: it must see
 # legacy endpoints (SHA-1 signatures, small keys) that a device may still meet;
 # OpenSSL's default security level would abort those handshakes first.
+# The tls10 probe (off by default, ``--probe tls10``) offers TLS 1.0 and 1.1 only, with every suite
+# (RSA key exchange and CBC included: RFC 8996 deprecated both versions, but a VeriSign-era endpoint or a
+# corporate TLS proxy in front of devices may speak nothing newer).  OpenSSL 3 refuses those versions
+# below security level 0 (SSL_CTX_set_security_level(3): "SSL version 3 and TLS 1.0/1.1 are not
+# permitted at level 1 and above"), so the probe sets @SECLEVEL=0 like the others.
 _CIPHERS: dict[Probe, bytes] = {
     Probe.RSA_TLS12: b"ECDHE+aRSA:!eNULL:@SECLEVEL=0",
     Probe.ECDSA_TLS12: b"ECDHE+aECDSA:!eNULL:@SECLEVEL=0",
     Probe.TLS13: b"DEFAULT:@SECLEVEL=0",
+    Probe.TLS10: b"ALL:!eNULL:@SECLEVEL=0",
 }
-_VERSIONS: dict[Probe, int] = {
-    Probe.RSA_TLS12: SSL.TLS1_2_VERSION,
-    Probe.ECDSA_TLS12: SSL.TLS1_2_VERSION,
-    Probe.TLS13: SSL.TLS1_3_VERSION,
+# (lowest, highest) protocol version offered.
+_VERSIONS: dict[Probe, tuple[int, int]] = {
+    Probe.RSA_TLS12: (SSL.TLS1_2_VERSION, SSL.TLS1_2_VERSION),
+    Probe.ECDSA_TLS12: (SSL.TLS1_2_VERSION, SSL.TLS1_2_VERSION),
+    Probe.TLS13: (SSL.TLS1_3_VERSION, SSL.TLS1_3_VERSION),
+    Probe.TLS10: (SSL.TLS1_VERSION, SSL.TLS1_1_VERSION),
 }
 
 # After a TLS 1.3 handshake in which the server asked for a client certificate,
@@ -123,8 +132,9 @@ class ProbeResult:
             raise ValueError("ProbeResult.started_at must be timezone-aware (UTC)")
         if self.status.value in c.CHAIN_STATUSES and not self.chain:
             raise ValueError(f"ProbeResult with status {self.status.value} must carry the served chain")
-        if self.status.value not in c.CHAIN_STATUSES and self.chain:
-            raise ValueError(f"ProbeResult with status {self.status.value} carries no chain (only ok / client-cert-required do)")
+        if self.status.value not in c.CARRIES_CHAIN_STATUSES and self.chain:
+            raise ValueError(f"ProbeResult with status {self.status.value} carries no chain "
+                             "(only ok / client-cert-required / chain-incomplete do)")
         if self.handshake_ms < 0:
             raise ValueError("ProbeResult.handshake_ms must be >= 0")
 
@@ -150,8 +160,8 @@ class _Failure(Exception):
 def _context(probe: Probe, client_certificate: str | None, client_key: str | None) -> SSL.Context:
     """A client context for one probe kind (cached: contexts are read-only once built)."""
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    ctx.set_min_proto_version(_VERSIONS[probe])
-    ctx.set_max_proto_version(_VERSIONS[probe])
+    ctx.set_min_proto_version(_VERSIONS[probe][0])
+    ctx.set_max_proto_version(_VERSIONS[probe][1])
     ctx.set_cipher_list(_CIPHERS[probe])
     # No verification while capturing: the chain is recorded as served and
     # validated later, per device profile, by iotaudit's analysis.
@@ -206,6 +216,20 @@ def _wait(sock: socket.socket, events: int, deadline: float, phase: str, timeout
 
 
 _REFUSED = {errno.ECONNREFUSED}
+# Errors of *this* machine, not of the endpoint (socket(2), connect(2), getaddrinfo(3)): out of file
+# descriptors (per process, system-wide), of memory, of socket buffers.  They are retried, and if they
+# persist the probe is ``local-error``, which no analysis treats as a fact about the endpoint.
+_LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_LOCAL_GAI = frozenset(code for code in (getattr(socket, "EAI_SYSTEM", None), getattr(socket, "EAI_MEMORY", None))
+                       if code is not None)
+LOCAL_RETRIES = 4
+_LOCAL_BACKOFF_S = (0.05, 0.2, 0.5, 1.0)
+
+
+def _local(err: OSError, doing: str) -> _Failure:
+    code = err.errno or 0
+    return _Failure(ProbeStatus.LOCAL_ERROR, f"{doing}: {errno.errorcode.get(code, code)} ({_strerror(code)}) "
+                                             "on this machine, not the endpoint")
 
 
 def _connect(target: Target, deadline: float, timeout: float) -> socket.socket:
@@ -214,14 +238,29 @@ def _connect(target: Target, deadline: float, timeout: float) -> socket.socket:
     try:
         infos = socket.getaddrinfo(_host_bytes(target.address), target.port, type=socket.SOCK_STREAM)
     except socket.gaierror as err:
+        if err.errno in _LOCAL_GAI:
+            raise _Failure(ProbeStatus.LOCAL_ERROR, f"cannot resolve {target.address!r}: {err.strerror} "
+                                                    "(a failure on this machine, not the endpoint)") from err
         raise _Failure(ProbeStatus.DNS_FAILURE, f"cannot resolve {target.address!r}: {err.strerror}") from err
+    except OSError as err:
+        if err.errno in _LOCAL_ERRNOS:
+            raise _local(err, f"cannot resolve {target.address!r}") from err
+        raise
     except UnicodeError as err:
         raise _Failure(ProbeStatus.DNS_FAILURE, f"cannot resolve {target.address!r}: not a valid host name ({err})") from err
     last_errno = 0
     for family, kind, proto, _, sockaddr in infos:
-        sock = socket.socket(family, kind, proto)
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError as err:
+            if err.errno in _LOCAL_ERRNOS:
+                raise _local(err, "cannot open a socket") from err
+            raise
         sock.setblocking(False)
         code = sock.connect_ex(sockaddr)
+        if code in _LOCAL_ERRNOS:
+            sock.close()
+            raise _local(OSError(code, _strerror(code)), f"cannot connect to {sockaddr[0]} port {sockaddr[1]}")
         if code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             try:
                 _wait(sock, select.POLLOUT, deadline, f"TCP connect to {sockaddr[0]} port {sockaddr[1]}", timeout)
@@ -264,7 +303,9 @@ def _classify(err: SSL.Error, *, chain: bool, requested: bool, presented: bool) 
         status, text = ProbeStatus.CLOSED, "peer closed the connection (close_notify) during the handshake"
     elif isinstance(err, SSL.SysCallError):
         code = err.args[0] if err.args else -1
-        if code == -1 or code in (errno.ECONNRESET, errno.EPIPE, 0):
+        if code in _LOCAL_ERRNOS:
+            status, text = ProbeStatus.LOCAL_ERROR, f"socket error during the handshake on this machine: {err}"
+        elif code == -1 or code in (errno.ECONNRESET, errno.EPIPE, 0):
             status = ProbeStatus.CLOSED
             text = "peer closed the connection during the handshake" if code in (-1, 0) else "connection reset by peer"
         else:
@@ -422,6 +463,8 @@ def probe(
             fields = {}
         return result(status, error, chain)
     except OSError as err:
+        if err.errno in _LOCAL_ERRNOS:
+            return result(ProbeStatus.LOCAL_ERROR, _local(err, "socket error").error)
         return result(ProbeStatus.UNREACHABLE, f"socket error: {err}")
     finally:
         if conn is not None:
@@ -475,15 +518,55 @@ def _tls13_client_cert_verdict(conn: SSL.Connection, sock: socket.socket, deadli
 
 
 def _probe_safely(target: Target, kind: Probe, timeout: float, cert: str | None, key: str | None) -> ProbeResult:
-    """:func:`probe`, with any unexpected exception turned into a ``tls-error`` row."""
-    started = datetime.now(timezone.utc)
+    """:func:`probe`, retried after a local error (see ``_LOCAL_ERRNOS``), any unexpected exception a ``tls-error`` row."""
+    for attempt in range(LOCAL_RETRIES + 1):
+        started = datetime.now(timezone.utc)
+        try:
+            result = probe(target, kind, timeout=timeout, client_certificate=cert, client_key=key)
+        except IotauditError:
+            raise
+        except MemoryError:
+            result = ProbeResult(target=target, probe=kind, status=ProbeStatus.LOCAL_ERROR, started_at=started,
+                                 error="out of memory on this machine while probing")
+        except Exception as err:  # one target's bug never stops a fleet run
+            return ProbeResult(target=target, probe=kind, status=ProbeStatus.TLS_ERROR, started_at=started,
+                               error=f"internal error while probing: {type(err).__name__}: {err}")
+        if result.status is not ProbeStatus.LOCAL_ERROR or attempt == LOCAL_RETRIES:
+            if result.status is ProbeStatus.LOCAL_ERROR:
+                return ProbeResult(target=target, probe=kind, status=ProbeStatus.LOCAL_ERROR, started_at=result.started_at,
+                                   handshake_ms=result.handshake_ms,
+                                   error=f"{result.error} (still failing after {LOCAL_RETRIES} retries)")
+            return result
+        time.sleep(_LOCAL_BACKOFF_S[min(attempt, len(_LOCAL_BACKOFF_S) - 1)])
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# Each probe holds one socket; name resolution may briefly open a few files (/etc/hosts, resolv.conf, a
+# UDP socket): two descriptors per probe in flight, plus a reserve for the rest of the process.
+_FDS_PER_PROBE = 2
+_FD_RESERVE = 48
+
+
+def fd_budget_concurrency(concurrency: int) -> int:
+    """``concurrency`` capped so the probes in flight fit in this process's file-descriptor limit.
+
+    With ``ulimit -n 256`` and ``--concurrency 400``, probes beyond the limit fail with EMFILE: a
+    fact about this machine, which must not become 47% "unreachable" endpoints (issue 9 item 4).
+    """
     try:
-        return probe(target, kind, timeout=timeout, client_certificate=cert, client_key=key)
-    except IotauditError:
-        raise
-    except Exception as err:  # one target's bug never stops a fleet run
-        return ProbeResult(target=target, probe=kind, status=ProbeStatus.TLS_ERROR, started_at=started,
-                           error=f"internal error while probing: {type(err).__name__}: {err}")
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return concurrency
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return concurrency
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = 16
+    room = (soft - in_use - _FD_RESERVE) // _FDS_PER_PROBE
+    return max(1, min(concurrency, room))
 
 
 # --- many probes -> a Run -------------------------------------------------------
@@ -527,11 +610,11 @@ def collect(
     kinds = tuple(Probe(p) for p in probes)
     bad = [k.value for k in kinds if k not in _VERSIONS]
     if bad or not kinds:
-        raise ValueError(f"probes must be among {', '.join(p.value for p in _VERSIONS)}; got {bad or 'none'}")
+        raise OptionError("probes", ",".join(bad) or "(none)", f"probes must be among {', '.join(p.value for p in _VERSIONS)}")
     if not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        raise OptionError("timeout", timeout, "must be more than 0 seconds")
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise OptionError("concurrency", concurrency, "must be a whole number of at least 1")
     if client_key and not client_certificate:
         raise ValueError("client_key given without client_certificate")
     catalog = catalog if catalog is not None else aws_catalog()
@@ -542,11 +625,12 @@ def collect(
             _context(kind, cert, key)  # fail fast on an unusable client certificate
     jobs = [(t, k) for t in target_list for k in kinds]
     results: list[ProbeResult | None] = [None] * len(jobs)
+    workers = fd_budget_concurrency(min(concurrency, max(1, len(jobs))))
     show = sys.stderr.isatty() if progress is None else bool(progress)
     if jobs:
         from tqdm import tqdm
 
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(jobs)), thread_name_prefix="iotaudit-probe") as pool, \
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="iotaudit-probe") as pool, \
                 tqdm(total=len(jobs), disable=not show, unit="probe", desc="collect", file=sys.stderr) as bar:
             futures = {pool.submit(_probe_safely, t, k, timeout, cert, key): i for i, (t, k) in enumerate(jobs)}
             for future in as_completed(futures):
@@ -557,6 +641,7 @@ def collect(
         "probes": [k.value for k in kinds],
         "timeout": timeout,
         "concurrency": concurrency,
+        "concurrency_used": workers,
         "client_certificate": bool(cert),
     }
     params.update(parameters or {})
@@ -654,84 +739,74 @@ def summarize(run: Run) -> pd.DataFrame:
     return frame
 
 
-def format_summary(summary: pd.DataFrame) -> str:
-    """Plain-text rendering of :func:`summarize` for the terminal."""
+# Fitting a terminal: text columns shortened (widest first, down to _MIN_WIDTH, with "..."), then
+# columns left out in this order; ``show --wide`` prints everything.
+_FLEXIBLE = (SUMMARY_CHAIN, c.ERROR, c.HOST, SUMMARY_TOP, c.CIPHER, c.LABEL)
+_DROPPABLE = (c.LABEL, c.CIPHER, SUMMARY_TOP, c.CHAIN_LENGTH, c.TLS_VERSION, SUMMARY_EARLIEST, c.ERROR)
+_MIN_WIDTH = 16
+_ROOMY_WIDTH = 36
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 3)] + "..."
+
+
+def format_summary(summary: pd.DataFrame, width: int | None = None) -> str:
+    """Plain-text rendering of :func:`summarize` for the terminal.
+
+    Args:
+        summary: :func:`summarize` output.
+        width: Fit every line in this many characters: long text columns (chain, error, host ...)
+            are shortened with ``...``, then the least telling columns left out (label, cipher, ...);
+            None prints every column and value in full (``iotaudit show --wide``).
+    """
     if summary.empty:
         return "(no observations)"
     shown = summary.copy()
     shown[SUMMARY_EARLIEST] = shown[SUMMARY_EARLIEST].dt.strftime("%Y-%m-%d").fillna("")
-    shown[c.ERROR] = shown[c.ERROR].fillna("").str.slice(0, 60)
-    return shown.to_string(index=False, na_rep="")
+    for col in _FLEXIBLE:
+        shown[col] = shown[col].astype("string").fillna("").astype(object)
+    text = shown.to_string(index=False, na_rep="")
+    if width is None:
+        return text
+    limits = {col: max([len(col), *(len(v) for v in shown[col])]) for col in _FLEXIBLE}
+    dropped: list[str] = []
+    floor = _ROOMY_WIDTH  # shorten to this first, then leave columns out, then shorten to _MIN_WIDTH
+    while (longest := max(len(line) for line in text.splitlines())) > width:
+        col = max((k for k in _FLEXIBLE if k not in dropped and limits[k] > floor),
+                  key=lambda k: limits[k], default=None)
+        if col is not None:
+            limits[col] = max(floor, limits[col] - (longest - width))
+        elif len(dropped) < len(_DROPPABLE):
+            dropped.append(_DROPPABLE[len(dropped)])
+        elif floor > _MIN_WIDTH:
+            floor = _MIN_WIDTH
+            continue
+        else:
+            break  # as narrow as it gets: lines wrap rather than lose host, probe, status or chain
+        clipped = shown.drop(columns=dropped)
+        for name in _FLEXIBLE:
+            if name not in dropped:
+                clipped[name] = [_clip(v, limits[name]) for v in shown[name]]
+        text = clipped.to_string(index=False, na_rep="")
+    return text
+
+
+def terminal_width() -> int:
+    """Columns of the terminal (``$COLUMNS`` when set, 100 when not a terminal)."""
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
 
 
 # --- command line -----------------------------------------------------------
-
-COLLECT_EPILOG = """\
-examples:
-  # the loopback lab started by `iotaudit lab serve --dir lab/`
-  iotaudit collect --lab lab/lab.json --out runs/lab
-  # an AWS account's ATS endpoints in two regions, every data port
-  iotaudit collect --prefix a1b2c3d4e5f6g7 --regions us-east-1,eu-west-1 --out runs/today
-  # legacy VeriSign endpoints too, only MQTT ports
-  iotaudit collect --prefix a1b2c3d4e5f6g7 --regions us-east-1 \\
-      --endpoint-types iot:Data-ATS,iot:Data --ports 8883,443/x-amzn-mqtt-ca --out runs/mqtt
-  # ask AWS (needs boto3 and credentials)
-  iotaudit collect --describe-endpoint --regions us-east-1 --out runs/described
-  # explicit targets; HOST:PORT@ADDRESS connects to ADDRESS with SNI HOST (like curl --resolve)
-  iotaudit collect --target a1b2-ats.iot.us-east-1.amazonaws.com:8883@10.1.2.3 --targets more.txt --out runs/x
-
-targets file lines: HOST:PORT[@ADDRESS] [alpn=P,...] [region=R] [type=T] [label=L]   (# comments)
-port specs: PORT or PORT/ALPN, e.g. 8883, 443/x-amzn-mqtt-ca, 443, 8443
-an endpoint that wants a client certificate still has its chain captured (status client-cert-required);
-pass --client-cert/--client-key to complete the handshake instead.
-"""
-
 
 def _csv(text: str | None) -> list[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``collect`` and ``show`` commands to the ``iotaudit`` command line."""
-    p = subparsers.add_parser(
-        "collect", help="capture the certificate chains endpoints serve (one run directory)",
-        description="Make real TLS handshakes (RSA TLS 1.2, ECDSA TLS 1.2, TLS 1.3) with every target and "
-                    "store the served chains, in served order, as a run directory.",
-        epilog=COLLECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    src = p.add_argument_group("targets (combine freely)")
-    src.add_argument("--target", action="append", default=[], metavar="HOST:PORT[@ADDRESS]",
-                     help="one endpoint; repeatable")
-    src.add_argument("--targets", action="append", default=[], metavar="FILE", help="a targets file; repeatable")
-    src.add_argument("--lab", metavar="PORTS_JSON",
-                     help="the lab's lab.json: its endpoints, labelled with the lab's catalogue")
-    src.add_argument("--prefix", metavar="P", help="account endpoint prefix, e.g. a1b2c3d4e5f6g7 (with --regions)")
-    src.add_argument("--regions", metavar="R,...", help="comma-separated AWS regions")
-    src.add_argument("--endpoint-types", default="iot:Data-ATS", metavar="T,...",
-                     help="iot:Data-ATS, iot:Data, iot:CredentialProvider, iot:Jobs (default iot:Data-ATS)")
-    src.add_argument("--ports", metavar="SPEC,...",
-                     help="PORT or PORT/ALPN specs (default per type: 8883,443/x-amzn-mqtt-ca,443,8443 for data)")
-    src.add_argument("--describe-endpoint", action="store_true",
-                     help="ask AWS for each type's endpoint in each of --regions (needs boto3)")
-    how = p.add_argument_group("how")
-    how.add_argument("--probes", default=",".join(k.value for k in DEFAULT_PROBES), metavar="P,...",
-                     help="handshakes per target (default: %(default)s)")
-    how.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds per probe (default 5)")
-    how.add_argument("--concurrency", type=int, default=32, metavar="N", help="probes in flight (default 32)")
-    how.add_argument("--client-cert", metavar="FILE", help="PEM client certificate to present")
-    how.add_argument("--client-key", metavar="FILE", help="its PEM private key (default: --client-cert)")
-    how.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
-    p.add_argument("--out", required=True, metavar="RUN", help="run directory to create")
-    p.add_argument("--overwrite", action="store_true", help="replace RUN if it exists")
-    p.set_defaults(func=_cmd_collect)
-
-    s = subparsers.add_parser("show", help="print what a run found, one line per endpoint and probe",
-                              description="Print the summary of a run directory.")
-    s.add_argument("run", metavar="RUN", help="run directory written by collect or import")
-    s.set_defaults(func=_cmd_show)
-
-
-def _cmd_collect(args: argparse.Namespace) -> int:
+def collect_command(args: argparse.Namespace) -> int:
+    """``iotaudit collect`` (arguments defined in :mod:`iotaudit.cli`); returns the exit status."""
     targets: list[Target] = []
     catalog: Catalog | None = None
     sources: dict[str, Any] = {}
@@ -764,18 +839,36 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     if not targets:
         raise TargetError("collect", "no targets: give --target, --targets, --lab, --prefix or --describe-endpoint")
     targets = list(dict.fromkeys(targets))
+    probes = list(dict.fromkeys([*_csv(args.probes), *args.probe]))
+    unknown = [p for p in probes if p not in {k.value for k in _VERSIONS}]
+    if unknown:
+        raise OptionError("--probes", ",".join(unknown), f"unknown probe (use {', '.join(k.value for k in _VERSIONS)})")
+    if not args.overwrite and Path(args.out).exists():
+        raise OptionError("--out", args.out, "already exists (choose a new directory, or --overwrite)")
     run = collect(
-        targets, probes=_csv(args.probes), timeout=args.timeout, concurrency=args.concurrency,
+        targets, probes=probes, timeout=args.timeout, concurrency=args.concurrency,
         progress=False if args.quiet else None, catalog=catalog,
         client_certificate=args.client_cert, client_key=args.client_key, parameters=sources,
     )
-    written = write_run(run, args.out, overwrite=args.overwrite)
+    written = write_run_or_keep(run, args.out, overwrite=args.overwrite)
     if not args.quiet:
-        print(format_summary(summarize(written)))
+        print(format_summary(summarize(written), width=terminal_width()))
     print(written.path)
-    return 0
+    statuses = written.observations[c.STATUS].astype(str)
+    local = int((statuses == ProbeStatus.LOCAL_ERROR.value).sum())
+    used = int(written.manifest.get("parameters", {}).get("concurrency_used", args.concurrency))
+    if used < min(args.concurrency, len(statuses)):
+        print(f"iotaudit collect: note: ran {used} probes at a time, not {args.concurrency}: the open-files limit "
+              "(ulimit -n) allows no more", file=sys.stderr)
+    if local:
+        print(f"iotaudit collect: {local} of {len(statuses)} probes failed on this machine (local-error: out of "
+              "file descriptors, memory or buffers); those endpoints are unknown, not unreachable: exit 3",
+              file=sys.stderr)
+        return ExitStatus.LOCAL_FAILURE
+    return ExitStatus.OK
 
 
-def _cmd_show(args: argparse.Namespace) -> int:
-    print(format_summary(summarize(load_run(args.run))))
-    return 0
+def show_command(args: argparse.Namespace) -> int:
+    """``iotaudit show``; returns the exit status."""
+    print(format_summary(summarize(load_run(args.run)), width=None if args.wide else terminal_width()))
+    return ExitStatus.OK

@@ -26,6 +26,7 @@ class Probe(str, Enum):
     RSA_TLS12 = "rsa-tls12"      # TLS 1.2, only ECDHE-RSA suites offered
     ECDSA_TLS12 = "ecdsa-tls12"  # TLS 1.2, only ECDHE-ECDSA suites offered
     TLS13 = "tls13"              # TLS 1.3 default handshake
+    TLS10 = "tls10"              # TLS 1.0 / 1.1 only, every suite (off by default: old endpoints, TLS proxies)
     IMPORT = "import"            # offline import of a PEM bundle or s_client transcript: no handshake made here
 
     def __str__(self) -> str:
@@ -46,12 +47,19 @@ class ProbeStatus(str, Enum):
     CLOSED = "closed"                              # peer closed the connection during the handshake
     NOT_TLS = "not-tls"                            # peer answered with bytes that are not TLS
     TLS_ERROR = "tls-error"                        # any other TLS failure (alert, bad message)
+    # Not facts about the endpoint: the analysis never judges these, drift never compares them.
+    CHAIN_INCOMPLETE = "chain-incomplete"          # import: the file names certificates it does not carry
+    LOCAL_ERROR = "local-error"                    # our side failed (EMFILE, ENFILE, ENOMEM, ENOBUFS), after retries
 
     def __str__(self) -> str:
         return self.value
 
 
 CHAIN_STATUSES = frozenset({ProbeStatus.OK.value, ProbeStatus.CLIENT_CERT_REQUIRED.value})
+# Observations that say nothing about the endpoint's chain: reported as unknown, never as a verdict or a change.
+UNKNOWN_STATUSES = frozenset({ProbeStatus.CHAIN_INCOMPLETE.value, ProbeStatus.LOCAL_ERROR.value})
+# Statuses whose row may carry (part of) the served chain.
+CARRIES_CHAIN_STATUSES = CHAIN_STATUSES | {ProbeStatus.CHAIN_INCOMPLETE.value}
 
 
 class KeyType(str, Enum):

@@ -426,19 +426,25 @@ def chain_key_type(chain: Sequence[x509.Certificate] | Mapping[str, Any] | pd.Se
 _AWS_HOST_REGION = re.compile(r"\.iot\.([a-z0-9-]+)\.amazonaws\.com\.?$", re.IGNORECASE)
 
 
-def chain_observations(run: Run) -> pd.DataFrame:
+def chain_observations(run: Run, *, statuses: Iterable[str] = c.CHAIN_STATUSES) -> pd.DataFrame:
     """The run's observations that carry a chain, with the leaf ``key_type`` and a region for each.
 
     Observations whose region is empty (plain ``host:port`` targets, imports)
     get the region named in an AWS IoT host name (``*.iot.<region>.amazonaws.com``).
 
+    Args:
+        run: The run.
+        statuses: Which observations to keep: by default the ones verdicts are made of
+            (:data:`iotaudit.columns.CHAIN_STATUSES`); the audit also asks for
+            ``chain-incomplete`` ones, to count the devices whose verdict is unknown.
+
     Returns:
-        ``run.observations`` restricted to :data:`iotaudit.columns.CHAIN_STATUSES`,
-        plus ``key_type`` (leaf key type; a category).
+        ``run.observations`` restricted to ``statuses``, plus ``key_type`` (leaf key type; a category).
     """
     obs = run.observations
-    obs = obs[obs[c.STATUS].astype(str).isin(c.CHAIN_STATUSES)].copy()
-    obs = obs[[len(ch) > 0 for ch in obs[c.CHAIN_SHA256]]]
+    obs = obs[obs[c.STATUS].astype(str).isin(frozenset(statuses))].copy()
+    # A boolean array, not a list: an empty list would select no *columns* (a run with no chain at all).
+    obs = obs[np.array([len(ch) > 0 for ch in obs[c.CHAIN_SHA256]], dtype=bool)]
     leaf_type = dict(zip(run.certificates[c.SHA256].astype(str), run.certificates[c.KEY_TYPE].astype(str), strict=True))
     obs[c.KEY_TYPE] = pd.Categorical([leaf_type.get(str(ch[0]), c.KeyType.OTHER.value) for ch in obs[c.CHAIN_SHA256]])
     regions = []
@@ -467,7 +473,8 @@ def _endpoint_matches(patterns: Sequence[str], host: str, port: int) -> bool:
     return False
 
 
-def meets(profiles_row: Mapping[str, Any] | pd.Series, observations: pd.DataFrame) -> np.ndarray:
+def meets(profiles_row: Mapping[str, Any] | pd.Series, observations: pd.DataFrame, *,
+          statuses: Iterable[str] = c.CHAIN_STATUSES) -> np.ndarray:
     """Which observations a profile may meet.
 
     A profile meets an observation with a chain (status in
@@ -479,6 +486,7 @@ def meets(profiles_row: Mapping[str, Any] | pd.Series, observations: pd.DataFram
     Args:
         profiles_row: One row of ``Inventory.profiles``.
         observations: :func:`chain_observations` output (needs ``key_type``).
+        statuses: Observation statuses that count (default those verdicts are made of).
 
     Returns:
         Boolean mask over ``observations``.
@@ -488,7 +496,7 @@ def meets(profiles_row: Mapping[str, Any] | pd.Series, observations: pd.DataFram
     """
     if c.KEY_TYPE not in observations.columns:
         raise ValueError("meets() needs observations with a key_type column (see chain_observations)")
-    status_ok = observations[c.STATUS].astype(str).isin(c.CHAIN_STATUSES).to_numpy()
+    status_ok = observations[c.STATUS].astype(str).isin(frozenset(statuses)).to_numpy()
     region = str(profiles_row[c.REGION])
     region_ok = np.ones(len(observations), dtype=bool) if region == "*" else (
         observations[c.REGION].astype(str).str.lower() == region

@@ -18,6 +18,7 @@ endpoint.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from . import columns as c
+from .errors import WriteError
 from .store import Run, load_run
 
 # --- drift columns (candidates for iotaudit/columns.py) ------------------------
@@ -67,6 +69,8 @@ class DriftChange(str, Enum):
     ENDPOINT_ADDED = "endpoint-added"            # endpoint not probed in the old run
     STARTED_ANSWERING = "started-answering"      # a probe captures a chain it did not capture before
     STATUS_CHANGED = "status-changed"            # any other change of probe status
+    NOT_COMPARED = "not-compared"                # a probe failed on our side (local-error) or an import was incomplete:
+                                                 # no fact about the endpoint, so its chains are not compared
 
     def __str__(self) -> str:
         return self.value
@@ -221,9 +225,19 @@ def drift(old_run: Run, new_run: Run) -> pd.DataFrame:
         rows.append(_row(DriftChange.ENDPOINT_ADDED, endpoint,
                          detail=f"{_where(endpoint)} is new in this run"))
 
+    # A local-error probe (our file descriptors, memory) or an incomplete import says nothing about the
+    # endpoint: comparing it would report thousands of false changes after one bad night (issue 9 item 4).
+    not_compared: set[Endpoint] = set()
     for key in sorted(set(old.status) & set(new.status)):
         endpoint, probe = key
         before, after = old.status[key], new.status[key]
+        if before in c.UNKNOWN_STATUSES or after in c.UNKNOWN_STATUSES:
+            not_compared.add(endpoint)
+            which = "old" if before in c.UNKNOWN_STATUSES else "new"
+            rows.append(_row(DriftChange.NOT_COMPARED, endpoint, probe=probe, old=before, new=after,
+                             detail=f"{_where(endpoint)} probe {probe} not compared: {before} -> {after} (the {which} "
+                                    "run has no fact about it; its chains are not compared either)"))
+            continue
         if before == after:
             continue
         had, has = before in c.CHAIN_STATUSES, after in c.CHAIN_STATUSES
@@ -239,8 +253,8 @@ def drift(old_run: Run, new_run: Run) -> pd.DataFrame:
     common_endpoints = old.endpoints & new.endpoints
     for key in sorted(set(old.served) | set(new.served)):
         endpoint, key_type = key
-        if endpoint not in common_endpoints:
-            continue  # already reported as endpoint-added / endpoint-removed
+        if endpoint not in common_endpoints or endpoint in not_compared:
+            continue  # already reported as endpoint-added / endpoint-removed / not-compared
         old_chains, new_chains = old.served.get(key, []), new.served.get(key, [])
         old_set = {fp for chain in old_chains for fp in chain}
         new_set = {fp for chain in new_chains for fp in chain}
@@ -328,11 +342,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     frame = drift(load_run(args.old_run), load_run(args.new_run))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        if args.out.suffix == ".parquet":
-            frame.to_parquet(args.out, index=False)
-        else:
-            frame.to_csv(args.out, index=False)
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            if args.out.suffix == ".parquet":
+                frame.to_parquet(args.out, index=False)
+            else:
+                frame.to_csv(args.out, index=False)
+        except (FileExistsError, NotADirectoryError) as err:  # a file where a parent directory should be
+            raise WriteError(args.out, f"{err.filename or args.out.parent} is not a directory") from err
+        except OSError as err:
+            raise WriteError(args.out, os.strerror(err.errno) if err.errno else str(err)) from err
     if frame.empty:
         print(f"no drift between {args.old_run} and {args.new_run}")
         return 0

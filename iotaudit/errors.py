@@ -131,3 +131,39 @@ class ScanError(IotauditError, ValueError):
         self.reason = reason
         where = f"{self.path} at byte {offset}" if offset is not None else self.path
         super().__init__(f"{where}: {reason}")
+
+
+class OptionError(IotauditError, ValueError):
+    """Raised when an option or parameter value breaks its rule (``--timeout -1``, ``concurrency=0``).
+
+    Attributes:
+        option: The option or parameter name as the caller wrote it (``--timeout``, ``as_of``).
+        value: The offending value, as text.
+        reason: The rule it broke.
+    """
+
+    def __init__(self, option: str, value: object, reason: str) -> None:
+        self.option = option
+        self.value = str(value)
+        self.reason = reason
+        super().__init__(f"{option} {self.value}: {reason}")
+
+
+class WriteError(IotauditError, OSError):
+    """Raised when an output directory or file cannot be written (full disk, read-only, permissions).
+
+    Attributes:
+        path: The directory or file that could not be written.
+        reason: The operating system's reason (``No space left on device``).
+        kept: Where the results were saved instead, if anywhere.
+    """
+
+    def __init__(self, path: str | Path, reason: str, kept: str | Path | None = None) -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.kept = str(kept) if kept is not None else None
+        saved = f"; the results were saved to {self.kept} instead" if self.kept else ""
+        super().__init__(f"cannot write {self.path}: {reason}{saved}")
+
+    def __str__(self) -> str:  # OSError would format its own (errno, strerror) pair
+        return self.args[0]

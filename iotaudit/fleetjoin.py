@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import os
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,7 @@ def join_inventory(profiles_path: str | Path, devices_path: str | Path, out: str
     base = profiles_path.parent.resolve()
     out_dir = out.parent.resolve() if out.parent != Path("") else Path.cwd()
     rows = []
+    placed: dict[str, str] = {}
     defaulted: set[str] = set()
     for index, device in enumerate(devices.to_dict("records")):
         row_number = index + first_row
@@ -112,7 +115,7 @@ def join_inventory(profiles_path: str | Path, devices_path: str | Path, out: str
         merged = {
             c.DEVICE_ID: device[c.DEVICE_ID], c.GROUP: device[c.GROUP], c.PROFILE: name, c.REGION: device[c.REGION],
             c.ENDPOINTS: device[c.ENDPOINTS],
-            c.TRUST_STORE: Path(os.path.relpath(base / store, out_dir)).as_posix(),
+            c.TRUST_STORE: placed.get(name) or _place_store(base / store, out_dir, name, placed, notes),
         }
         for col in _OVERRIDABLE:
             own = str(device.get(col, "") or "").strip()
@@ -142,6 +145,29 @@ def join_inventory(profiles_path: str | Path, devices_path: str | Path, out: str
         out.unlink(missing_ok=True)
         raise
     return out, notes
+
+
+def _place_store(store: Path, out_dir: Path, profile: str, placed: dict[str, str], notes: list[str]) -> str:
+    """The inventory's path to ``store``: relative when it lies inside ``out_dir``, else a copy made there.
+
+    The inventory loader resolves trust stores inside the inventory's own directory only (a
+    ``../../etc/ssl`` path is refused unless ``--allow-outside`` names its root), so a store the scan
+    wrote elsewhere is copied to ``trust_stores/`` next to the inventory: the folder stays portable.
+    """
+    source = store.resolve()
+    if source.is_relative_to(out_dir):
+        placed[profile] = Path(os.path.relpath(source, out_dir)).as_posix()
+        return placed[profile]
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", profile) or "profile"
+    target = out_dir / "trust_stores" / f"{safe}.pem"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    except OSError as err:
+        raise InventoryError(target, [(None, None, f"cannot write ({err.strerror or err})")]) from err
+    notes.append(f"profile {profile!r}: trust store copied to {target.relative_to(out_dir).as_posix()} next to the inventory")
+    placed[profile] = target.relative_to(out_dir).as_posix()
+    return placed[profile]
 
 
 def _command(args: argparse.Namespace) -> int:

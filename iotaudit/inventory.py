@@ -31,7 +31,9 @@ bad rows are left out, counted in ``bad_rows`` and listed in ``problems``.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +65,7 @@ from .columns import (
     PinScope,
 )
 from .errors import CatalogError, InventoryError, PemError, PinError
+from .options import MAX_TRUST_STORE_BYTES, MAX_TRUST_STORE_CERTIFICATES, parse_iso_instant
 from .pinning import parse_pin  # pinning does not import this module: no cycle
 
 REQUIRED_COLUMNS = (DEVICE_ID, GROUP, PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES)
@@ -172,26 +175,96 @@ def _norm_pin_expiry(value: str) -> tuple[str, str]:
     value = value.strip()
     if not value:
         return "", ""
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError) as err:
-        return "", f"pin_expiry {value!r} is not a date (use YYYY-MM-DD or ISO 8601): {err}"
-    if stamp is pd.NaT:
-        return "", f"pin_expiry {value!r} is not a date (use YYYY-MM-DD or ISO 8601)"
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat(), ""
+    stamp = parse_iso_instant(value)
+    if stamp is None:
+        return "", (f"pin_expiry {value!r} is not a date: write an ISO 8601 date or a date-time with a time "
+                    "zone (2025-06-30, 2025-06-30T12:30:00Z or 2025-06-30T14:30:00+02:00)")
+    # One fixed textual form for every value, whatever its precision, so the column parses as one format.
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"), ""
 
 
-def _norm_trust_store(base_dir: Path) -> Callable[[str], tuple[str, str]]:
+@dataclass(frozen=True, slots=True)
+class TrustStorePolicy:
+    """Where ``trust_store`` PEM paths may point, and how big a store may be.
+
+    Attributes:
+        base_dir: Relative paths are relative to this directory (the inventory's), and must stay inside it.
+        allow_outside: Further directories a path may resolve into (``--allow-outside``); symbolic links
+            are followed before the check, so a link cannot lead out either.
+        max_bytes: Largest store file read (:data:`MAX_TRUST_STORE_BYTES`).
+        max_certificates: Most certificates in one store (:data:`MAX_TRUST_STORE_CERTIFICATES`).
+    """
+
+    base_dir: Path
+    allow_outside: tuple[Path, ...] = ()
+    max_bytes: int = MAX_TRUST_STORE_BYTES
+    max_certificates: int = MAX_TRUST_STORE_CERTIFICATES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_dir", Path(self.base_dir))
+        object.__setattr__(self, "allow_outside", tuple(Path(p) for p in self.allow_outside))
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
+        if self.max_certificates < 1:
+            raise ValueError(f"max_certificates must be >= 1, got {self.max_certificates}")
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """Resolved directories a store may live in."""
+        return tuple(p.resolve() for p in (self.base_dir, *self.allow_outside))
+
+    def load(self, spec: str) -> list[x509.Certificate]:
+        """The certificates of trust-store file ``spec``, checked against this policy.
+
+        Raises:
+            PemError: naming the path and the rule it broke (outside the allowed directories, not a
+                regular file, too large, too many certificates) or the malformed PEM block.
+        """
+        from .certs import load_pem_x509_certificates
+
+        path = self.base_dir / spec
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError) as err:
+            raise PemError(path, None, f"cannot read file ({getattr(err, 'strerror', None) or err})") from err
+        roots = self.roots
+        if not any(real.is_relative_to(root) for root in roots):
+            raise PemError(path, None, f"resolves to {real}, outside the inventory's directory {roots[0]} "
+                                       "(allow another directory with --allow-outside DIR)")
+        try:
+            # O_NONBLOCK: opening a FIFO must not hang; fstat on the open file (not the name) decides.
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError as err:
+            raise PemError(path, None, f"cannot read file ({err.strerror or err})") from err
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise PemError(path, None, "is not a regular file (a trust store is a PEM file)")
+            if info.st_size > self.max_bytes:
+                raise PemError(path, None, f"is {info.st_size} bytes, more than the {self.max_bytes} a trust store "
+                                           "may have")
+            data = handle.read(self.max_bytes + 1)
+        if len(data) > self.max_bytes:
+            raise PemError(path, None, f"is more than the {self.max_bytes} bytes a trust store may have")
+        certs = load_pem_x509_certificates(data, path)
+        if len(certs) > self.max_certificates:
+            raise PemError(path, None, f"holds {len(certs)} certificates, more than the {self.max_certificates} a "
+                                       "firmware trust store may have (a system bundle?); raise the limit "
+                                       "with --max-store-certificates N")
+        return certs
+
+
+def _norm_trust_store(policy: TrustStorePolicy | Path) -> Callable[[str], tuple[str, str]]:
+    if not isinstance(policy, TrustStorePolicy):
+        policy = TrustStorePolicy(base_dir=policy)
+
     def norm(value: str) -> tuple[str, str]:
         value = value.strip()
         if not value:
             return "", "trust_store is empty (write catalogue names such as AmazonRootCA1;AmazonRootCA3, or a PEM file)"
         if is_pem_path(value):
             try:
-                from .certs import load_pem_file
-
-                load_pem_file(base_dir / value)
+                policy.load(value)
             except PemError as err:
                 return "", f"trust_store PEM bundle {value!r} is unusable: {err}"
             return value, ""
@@ -203,10 +276,26 @@ def _norm_trust_store(base_dir: Path) -> Callable[[str], tuple[str, str]]:
     return norm
 
 
+_NESTED = "\x00nested:"  # prefix of a JSON object / nested array cell, which no column accepts
+
+
+def _nested_problem(column: str, value: str) -> tuple[str, str] | None:
+    """A bad-value result for a nested JSON cell (see :func:`_as_text`), else None."""
+    if not value.startswith(_NESTED):
+        return None
+    return "", f"{column} holds a nested JSON value ({value[len(_NESTED):]}); write text, or a list of texts"
+
+
 def _as_text(value: Any) -> str:
-    """One cell as text: lists (JSON arrays, Parquet list columns) joined with ';', missing as ''."""
+    """One cell as text: lists (JSON arrays, Parquet list columns) joined with ';', missing as ''.
+
+    A JSON object, or an array holding arrays or objects, is no inventory value: it becomes a marked
+    text that :func:`_rejecting_nested` turns into a bad row naming the column.
+    """
     if value is None:
         return ""
+    if isinstance(value, dict) or (isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in value)):
+        return _NESTED + json.dumps(value, default=str, sort_keys=True)[:60]
     if isinstance(value, (list, tuple, np.ndarray)):
         return ";".join(_as_text(v) for v in value)
     if isinstance(value, float) and np.isnan(value):
@@ -214,7 +303,9 @@ def _as_text(value: Any) -> str:
     if value is pd.NaT or value is pd.NA:
         return ""
     if isinstance(value, pd.Timestamp):
-        return value.isoformat()
+        # A typed timestamp without a zone (a Parquet column written from naive datetimes) is UTC, as
+        # iotaudit writes every time; text without a zone stays a bad row (see parse_iso_instant).
+        return (value.tz_localize("UTC") if value.tzinfo is None else value).isoformat()
     return str(value)
 
 
@@ -234,6 +325,7 @@ class Inventory:
         source: The inventory file.
         bad_rows: Rows left out because they had problems (``skip_bad_rows``).
         problems: (row, column, reason) for every problem found.
+        trust_stores: Where trust-store files may be read from; None = inside the inventory's directory.
     """
 
     devices: pd.DataFrame
@@ -241,6 +333,7 @@ class Inventory:
     source: Path
     bad_rows: int = 0
     problems: list[Problem] = field(default_factory=list)
+    trust_stores: TrustStorePolicy | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", Path(self.source))
@@ -275,9 +368,9 @@ class Inventory:
                 of the profile's first device and the profile) and every
                 unreadable PEM bundle.
         """
-        from .certs import load_pem_file
-
-        base = Path(base_dir) if base_dir is not None else self.source.parent
+        policy = self.trust_stores or TrustStorePolicy(base_dir=self.source.parent)
+        if base_dir is not None:
+            policy = TrustStorePolicy(Path(base_dir), policy.allow_outside, policy.max_bytes, policy.max_certificates)
         cache: dict[str, list[x509.Certificate] | str] = {}
         problems: list[Problem] = []
         out: dict[str, list[x509.Certificate]] = {}
@@ -285,7 +378,7 @@ class Inventory:
             if spec not in cache:
                 if is_pem_path(spec):
                     try:
-                        cache[spec] = load_pem_file(base / spec)
+                        cache[spec] = policy.load(spec)
                     except PemError as err:
                         cache[spec] = f"PEM bundle {spec!r} is unusable: {err}"
                 else:
@@ -356,7 +449,10 @@ def _factorize(series: pd.Series) -> tuple[np.ndarray, list[str]]:
         return codes.astype(_code_dtype(len(cats)), copy=False), cats
     if series.dtype == object and len(series) and any(isinstance(v, (list, tuple, np.ndarray)) for v in series.iloc[:1000]):
         series = series.map(_as_text)
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    try:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    except TypeError:  # unhashable cells further down (JSON objects or arrays): every cell as text
+        codes, uniques = pd.factorize(series.map(_as_text), use_na_sentinel=True)
     cats = [_as_text(v) for v in uniques]
     if (codes < 0).any():
         codes = np.where(codes < 0, len(cats), codes)
@@ -389,7 +485,7 @@ def _combine(code_arrays: Sequence[np.ndarray]) -> np.ndarray:
 
 def inventory_from_frame(
     raw: pd.DataFrame, *, source: str | Path = "<memory>", base_dir: str | Path | None = None,
-    skip_bad_rows: bool = False, first_row: int = 1,
+    skip_bad_rows: bool = False, first_row: int = 1, trust_stores: TrustStorePolicy | None = None,
 ) -> Inventory:
     """Build an :class:`Inventory` from a raw device table (what :func:`load_inventory` reads).
 
@@ -399,6 +495,7 @@ def inventory_from_frame(
         base_dir: Directory PEM bundle paths are relative to; default ``source``'s directory.
         skip_bad_rows: Leave bad rows out (counted and listed) instead of raising.
         first_row: Row number of the first record in ``source`` (2 for CSV: header is line 1).
+        trust_stores: Where trust-store files may be read from (default: inside ``base_dir``).
 
     Raises:
         InventoryError: for missing columns (always), and for bad rows unless ``skip_bad_rows``.
@@ -413,7 +510,7 @@ def inventory_from_frame(
     n = len(raw)
     normalisers: dict[str, Callable[[str], tuple[str, str]]] = {
         GROUP: _norm_group, PROFILE: _norm_required(PROFILE), REGION: _norm_region, ENDPOINTS: _norm_endpoints,
-        TRUST_STORE: _norm_trust_store(base), KEY_TYPES: _norm_key_types, PATH_BUILDER: _norm_path_builder,
+        TRUST_STORE: _norm_trust_store(trust_stores or base), KEY_TYPES: _norm_key_types, PATH_BUILDER: _norm_path_builder,
         PINS: _norm_pins, PIN_SCOPE: _norm_pin_scope, PIN_EXPIRY: _norm_pin_expiry,
     }
     problems: list[Problem] = []
@@ -425,7 +522,7 @@ def inventory_from_frame(
             codes, values = _factorize(raw[column])
         else:
             codes, values = np.zeros(n, dtype=np.int8), [OPTIONAL_COLUMNS[column]]
-        results = [normalise(v) for v in values]
+        results = [_nested_problem(column, v) or normalise(v) for v in values]
         bad_values = [i for i, (_, why) in enumerate(results) if why]
         if bad_values:
             hit = np.isin(codes, bad_values)
@@ -444,6 +541,10 @@ def inventory_from_frame(
     empty = (ids.isna() | (ids.str.strip() == "")).to_numpy(dtype=bool)
     for row in np.flatnonzero(empty):
         problems.append((int(row) + first_row, DEVICE_ID, "device_id is empty"))
+    nested = ids.str.startswith(_NESTED).fillna(False).to_numpy(dtype=bool)
+    for row in np.flatnonzero(nested):
+        problems.append((int(row) + first_row, DEVICE_ID, _nested_problem(DEVICE_ID, str(ids.iloc[row]))[1]))
+    empty |= nested
     bad |= empty
     # Device ids are unique in any sane inventory: one distinct-count pass says so (pandas' unique is
     # about twice as fast as duplicated on 10M arrow strings); only then is every duplicate located.
@@ -511,10 +612,14 @@ def inventory_from_frame(
     expiry_values = pd.to_datetime(pd.Series([v or None for v in norm_cats[PIN_EXPIRY]], dtype=object), utc=True).astype(c.TIME)
     devices[PIN_EXPIRY] = pd.Series(expiry_values.array.take(norm_codes[PIN_EXPIRY]), dtype=c.TIME)
     devices[PROFILE_KEY] = pd.Categorical.from_codes(gid, categories=keys) if n_profiles else pd.Categorical([])
-    return Inventory(devices=devices, profiles=profiles, source=source, bad_rows=int(bad.sum()), problems=problems)
+    return Inventory(devices=devices, profiles=profiles, source=source, bad_rows=int(bad.sum()), problems=problems,
+                     trust_stores=trust_stores)
 
 
-def load_inventory(path: str | Path, *, skip_bad_rows: bool = False) -> Inventory:
+def load_inventory(
+    path: str | Path, *, skip_bad_rows: bool = False, allow_outside: Sequence[str | Path] = (),
+    max_store_certificates: int = MAX_TRUST_STORE_CERTIFICATES, allow_empty: bool = False,
+) -> Inventory:
     """Load a device inventory from CSV, Parquet or JSON and group it into distinct profiles.
 
     Args:
@@ -523,15 +628,29 @@ def load_inventory(path: str | Path, *, skip_bad_rows: bool = False) -> Inventor
             list values may be JSON arrays).
         skip_bad_rows: Leave bad rows out (counted in ``bad_rows`` and listed
             in ``problems``) instead of stopping.
+        allow_outside: Directories besides the inventory's own that ``trust_store`` files may resolve into.
+        max_store_certificates: Most certificates one trust-store file may hold.
+        allow_empty: Accept an inventory with no device (by default that is an error: an audit of
+            nothing would report "nothing broken").
 
     Returns:
         The :class:`Inventory`.
 
     Raises:
         InventoryError: when the file cannot be read, lacks a required column
-            (always fatal), or has bad rows (unless ``skip_bad_rows``); the
-            message lists every problem with its row number and column.
+            (always fatal), has bad rows (unless ``skip_bad_rows``), or has no
+            device left (unless ``allow_empty``); the message lists every
+            problem with its row number and column.
     """
     path = Path(path)
+    policy = TrustStorePolicy(base_dir=path.parent, allow_outside=tuple(Path(p) for p in allow_outside),
+                              max_certificates=max_store_certificates)
     raw, first_row = _read(path)
-    return inventory_from_frame(raw, source=path, skip_bad_rows=skip_bad_rows, first_row=first_row)
+    inventory = inventory_from_frame(raw, source=path, skip_bad_rows=skip_bad_rows, first_row=first_row,
+                                     trust_stores=policy)
+    if inventory.device_count == 0 and not allow_empty:
+        if inventory.problems:
+            raise InventoryError(path, [*inventory.problems, (None, None, "every row was bad: no device left to audit")])
+        raise InventoryError(path, [(None, None, "no device: the inventory has no rows (an audit of nothing "
+                                                 "would report nothing broken)")])
+    return inventory

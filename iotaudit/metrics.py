@@ -180,11 +180,20 @@ def render_metrics(
     families = [not_after, not_before, expired]
 
     captured = _Family("iotaudit_probe_chain_captured", "1 when the probe captured a server chain, 0 when it did not (see status)")
+    unknown = _Family("iotaudit_probes_unknown",
+                      "Probes that say nothing about their endpoint (local-error on the collecting machine, "
+                      "chain-incomplete imports): left out of iotaudit_probe_chain_captured")
+    unknown_counts = {status: 0 for status in sorted(c.UNKNOWN_STATUSES)}
     for host, port, probe, status in zip(run.observations[c.HOST], run.observations[c.PORT],
                                          run.observations[c.PROBE], run.observations[c.STATUS], strict=True):
+        if str(status) in c.UNKNOWN_STATUSES:  # not a fact about the endpoint: no 0 to alert on
+            unknown_counts[str(status)] += 1
+            continue
         captured.add(1.0 if str(status) in c.CHAIN_STATUSES else 0.0,
                      **extra, host=host, port=int(port), probe=probe, status=status)
-    families.append(captured)
+    for status, count in unknown_counts.items():
+        unknown.add(float(count), **extra, status=status)
+    families.extend([captured, unknown])
 
     if expiry is not None and not expiry.empty:
         breaks = _Family("iotaudit_profile_break_timestamp_seconds",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -31,7 +32,7 @@ from . import __version__
 from . import columns as c
 from .catalog import Catalog
 from .certs import load_pem_x509_certificates
-from .errors import RunError
+from .errors import RunError, WriteError
 
 MANIFEST = "manifest.json"
 FORMAT = "iotaudit-run/1"
@@ -129,16 +130,23 @@ def write_atomically(path: str | Path, fill: Callable[[Path], None], *, overwrit
 
     Raises:
         RunError: when ``path`` exists and ``overwrite`` is false.
+        WriteError: when the directory cannot be written (full disk, read-only file system, permissions),
+            naming ``path`` and the operating system's reason; nothing is left behind.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise RunError(path, "already exists (choose a new directory, or overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    except (FileExistsError, NotADirectoryError) as err:  # a file where a parent directory should be
+        raise WriteError(path, f"{err.filename or path.parent} is not a directory") from err
+    except OSError as err:
+        raise WriteError(path, _reason(err)) from err
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a run is shared like any directory
     try:
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a run is shared like any directory
         fill(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -147,10 +155,68 @@ def write_atomically(path: str | Path, fill: Callable[[Path], None], *, overwrit
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, WriteError):
+            raise
+        raise WriteError(path, _reason(err)) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _reason(err: OSError) -> str:
+    """The operating system's words for ``err`` (``No space left on device``), else its text."""
+    if err.errno:
+        return os.strerror(err.errno)  # pyarrow sets errno but puts its own sentence in strerror
+    # pyarrow's IO errors carry the errno only in their text: "... Detail: [errno 28] No space left on device".
+    found = re.search(r"\[errno (\d+)\]", str(err))
+    if found:
+        return os.strerror(int(found.group(1)))
+    return str(err) or type(err).__name__
+
+
+def fallback_directories() -> list[Path]:
+    """Where :func:`write_run_or_keep` saves a run its destination refused, in order of preference.
+
+    ``$IOTAUDIT_FALLBACK_DIR`` when set, the system temporary directory (``$TMPDIR``), then
+    ``~/.cache/iotaudit/unsaved`` (usually on another file system than ``/tmp``).
+    """
+    out = []
+    if os.environ.get("IOTAUDIT_FALLBACK_DIR"):
+        out.append(Path(os.environ["IOTAUDIT_FALLBACK_DIR"]))
+    out.append(Path(tempfile.gettempdir()))
+    out.append(Path.home() / ".cache" / "iotaudit" / "unsaved")
+    return out
+
+
+def write_run_or_keep(run: Run, path: str | Path, *, overwrite: bool = False,
+                      fallbacks: list[Path] | None = None) -> Run:
+    """:func:`write_run`, and when ``path`` cannot be written, keep the collection in a fallback directory.
+
+    A collection costs minutes of handshakes and is a fact about one moment: a full disk must not lose it.
+
+    Returns:
+        The run as written to ``path``.
+
+    Raises:
+        WriteError: when ``path`` cannot be written; ``kept`` names the directory the run was saved to
+            instead (None when every fallback failed too).
+        RunError: when ``path`` exists and ``overwrite`` is false.
+    """
+    try:
+        return write_run(run, path, overwrite=overwrite)
+    except WriteError as err:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        for directory in fallbacks if fallbacks is not None else fallback_directories():
+            target = directory / f"iotaudit-unsaved-{Path(path).name}-{stamp}-{os.getpid()}"
+            try:
+                write_run(run, target)
+            except (WriteError, RunError):
+                continue
+            raise WriteError(err.path, err.reason, kept=target) from err
+        raise
 
 
 def write_run(run: Run, path: str | Path, *, overwrite: bool = False) -> Run:

@@ -30,3 +30,14 @@ def lab_run(lab, tmp_path_factory: pytest.TempPathFactory):  # -> iotaudit.store
     path: Path = tmp_path_factory.mktemp("runs") / "lab"
     write_run(run, path)
     return load_run(path)
+
+
+# Fixtures that execute the report notebooks (papermill kernels): every test using one is slow.
+SLOW_FIXTURES = frozenset({"rendered", "report_set"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that renders reports through a fixture (``make test-fast`` leaves them out)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

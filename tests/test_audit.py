@@ -89,7 +89,7 @@ def test_load_refuses_an_incomplete_directory(tmp_path: Path) -> None:
 
 def test_cli_audit_writes_the_directory(lab_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["audit", str(lab_run.path), "--inventory", str(SAMPLE), "--as-of", "2026-01-15",
-                   "--out", str(tmp_path / "a")])
+                   "--fail-on", "never", "--out", str(tmp_path / "a")])
     assert status == 0
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["as_of"] == "2026-01-15T00:00:00+00:00" and summary["devices"] == 290
@@ -101,5 +101,6 @@ def test_cli_audit_reports_bad_inventory_with_status_2(lab_run, tmp_path: Path, 
     bad.write_text(SAMPLE.read_text().replace("rsa;ecdsa", "rsa;dsa", 1))
     assert main(["audit", str(lab_run.path), "--inventory", str(bad), "--out", str(tmp_path / "a")]) == 2
     assert "key_types" in capsys.readouterr().err
-    assert main(["audit", str(lab_run.path), "--inventory", str(bad), "--skip-bad-rows", "--out", str(tmp_path / "b")]) == 0
+    assert main(["audit", str(lab_run.path), "--inventory", str(bad), "--skip-bad-rows", "--fail-on", "never",
+                 "--out", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["bad_rows"] > 0

@@ -50,6 +50,7 @@ def tiny_notebook_set(directory: Path, *, failing: str = "") -> Path:
 # --- machinery, on tiny fixture notebooks --------------------------------------------------
 
 
+@pytest.mark.slow  # executes notebooks
 def test_kernel_runs_on_this_python_whatever_python3_kernelspec_the_machine_has(tmp_path: Path, monkeypatch):
     # A user-level "python3" kernelspec pointing at a Python without iotaudit (or none at all)
     # comes first in Jupyter's search path; the report must not depend on it.
@@ -63,6 +64,7 @@ def test_kernel_runs_on_this_python_whatever_python3_kernelspec_the_machine_has(
     assert executed.exists()
 
 
+@pytest.mark.slow  # executes notebooks
 def test_failing_notebook_names_the_notebook_and_cell_and_keeps_it(tmp_path: Path):
     with pytest.raises(ReportError) as caught:
         execute_notebook(FIXTURES / "tiny_fails.ipynb", tmp_path / "run" / "tiny_fails.ipynb", {"divisor": 0},
@@ -76,6 +78,7 @@ def test_failing_notebook_names_the_notebook_and_cell_and_keeps_it(tmp_path: Pat
     assert "papermill-error-cell-tag" in kept.read_text()
 
 
+@pytest.mark.slow  # executes notebooks
 def test_executed_notebook_renders_figure_and_escaped_table(tmp_path: Path):
     executed = execute_notebook(FIXTURES / "tiny_ok.ipynb", tmp_path / "ok.ipynb", {"label": HOSTILE})
     page = notebook_to_html(executed, "Tiny <title>")
@@ -252,6 +255,7 @@ def test_metrics_file_written(rendered):
 # --- CLI exit statuses and atomic output, with tiny notebooks (fast) ----------------------
 
 
+@pytest.mark.slow  # executes notebooks
 def test_fail_on_never_exits_0(lab_run, tmp_path: Path, capsys):
     notebooks = tiny_notebook_set(tmp_path / "nb")
     status = cli.main(["report", "--run", str(lab_run.path), "--inventory", str(INVENTORY), "--out",
@@ -260,6 +264,7 @@ def test_fail_on_never_exits_0(lab_run, tmp_path: Path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "r" / "index.html")
 
 
+@pytest.mark.slow  # executes notebooks
 def test_fail_on_at_risk_exits_1(lab_run, tmp_path: Path):
     notebooks = tiny_notebook_set(tmp_path / "nb")
     outcome = render_reports(lab_run.path, INVENTORY, tmp_path / "r", fail_on="at-risk", notebooks=notebooks)
@@ -288,6 +293,7 @@ def test_unknown_fail_on_is_a_usage_error(lab_run, tmp_path: Path):
     assert caught.value.code == 2
 
 
+@pytest.mark.slow  # executes notebooks
 def test_failing_notebook_leaves_no_report_and_keeps_the_executed_notebook(lab_run, tmp_path: Path, capsys):
     notebooks = tiny_notebook_set(tmp_path / "nb", failing="expiry_timeline")
     out = tmp_path / "reports" / "today"
@@ -302,6 +308,7 @@ def test_failing_notebook_leaves_no_report_and_keeps_the_executed_notebook(lab_r
     assert kept.is_file() and str(kept) in err
 
 
+@pytest.mark.slow  # executes notebooks
 def test_overwrite_replaces_a_report_only_when_complete(lab_run, tmp_path: Path):
     notebooks = tiny_notebook_set(tmp_path / "nb")
     out = tmp_path / "r"
