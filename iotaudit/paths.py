@@ -698,9 +698,15 @@ def _gnutls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate
     i = 0
     while i < len(lst):
         size, lst[i:] = _gnutls_sort(lst[i:])
-        dup = next((j for j in range(1, size) if _fp(lst[i + j]) in seen), None)
+        # Duplicates, from the segment's first certificate (upstream e369e67a6, in Debian's 3.7.9-2+deb12u3
+        # as the CVE-2024-28835 fix): the one-slot memmove copies the next certificate over the duplicate
+        # and the list loses its last entry.
+        dup = next((j for j in range(size) if _fp(lst[i + j]) in seen), None)
         if dup is not None:
-            del lst[i + dup]
+            k = i + dup
+            if k < len(lst) - 1:
+                lst[k] = lst[k + 1]
+            lst.pop()
             continue
         for j in range(size):
             seen.add(_fp(lst[i]))

@@ -212,3 +212,24 @@ STORES: dict[str, tuple[str, ...]] = {
     "all": ("root1", "root3", "sfsg2", "sfc2"),
     "all-reversed": ("sfc2", "sfsg2", "root3", "root1"),
 }
+
+
+@dataclass(frozen=True)
+class MatrixCase:
+    """One labelled question of the differential matrix."""
+
+    chain: str
+    store: str
+    date: str
+    host: str
+
+    @property
+    def label(self) -> str:
+        return f"chain={self.chain} store={self.store} date={self.date} host={self.host}"
+
+
+def matrix() -> list[MatrixCase]:
+    """Every chain x store x date with the right host name, plus every chain x store with a wrong one."""
+    out = [MatrixCase(c, s, d, HOST) for c in CHAINS for s in STORES for d in DATES]
+    out += [MatrixCase(c, s, "inside", WRONG_HOST) for c in CHAINS for s in STORES]
+    return out
