@@ -194,16 +194,22 @@ def _names_issuer(cert: x509.Certificate, cand: x509.Certificate) -> bool:
     return f.akid is None or g.skid is None or f.akid == g.skid
 
 
-def _time_ok(cert: x509.Certificate, as_of: datetime) -> bool:
+def _expired(f: _Facts, as_of: datetime, st: Stack) -> bool:
+    # OpenSSL's X509_cmp_time counts notAfter itself as past; the others compare strictly (RFC 5280 4.1.2.5:
+    # the validity period includes notAfter).
+    return as_of > f.not_after or (as_of == f.not_after and not st.not_after_inclusive)
+
+
+def _time_ok(cert: x509.Certificate, as_of: datetime, st: Stack) -> bool:
     f = _facts(cert)
-    return f.not_before <= as_of <= f.not_after
+    return f.not_before <= as_of and not _expired(f, as_of, st)
 
 
-def _time_reason(cert: x509.Certificate, as_of: datetime, what: str = "certificate") -> tuple[str, str] | None:
+def _time_reason(cert: x509.Certificate, as_of: datetime, st: Stack, what: str = "certificate") -> tuple[str, str] | None:
     f = _facts(cert)
     if as_of < f.not_before:
         return "not-yet-valid", f"certificate in path not yet valid: {what} '{f.cn}' is not valid before {f.not_before:%Y-%m-%d}"
-    if as_of > f.not_after:
+    if _expired(f, as_of, st):
         return "expired", f"expired certificate in path: {what} '{f.cn}' expired on {f.not_after:%Y-%m-%d}"
     return None
 
@@ -297,7 +303,7 @@ def _check_path(path: list[x509.Certificate], n_served: int, st: Stack, as_of: d
         is_anchor = i == last and i >= n_served
         if is_anchor and (not anchor_cert or st.anchor_expiry is AnchorExpiry.IGNORED):
             continue
-        bad = _time_reason(cert, as_of, "trust anchor" if is_anchor else ("leaf" if i == 0 else "certificate"))
+        bad = _time_reason(cert, as_of, st, "trust anchor" if is_anchor else ("leaf" if i == 0 else "certificate"))
         if bad is not None:
             rule, reason = bad
             if is_anchor and rule == "expired":
@@ -328,11 +334,11 @@ def _no_anchor(top: x509.Certificate, served: Sequence[x509.Certificate], path_l
 # ---------------------------------------------------------------------------
 
 
-def _pick_valid_first(cands: Iterable[x509.Certificate], as_of: datetime) -> x509.Certificate | None:
+def _pick_valid_first(cands: Iterable[x509.Certificate], as_of: datetime, st: Stack) -> x509.Certificate | None:
     """First time-valid candidate, else the one expiring last (X509_STORE_CTX_get1_issuer, find_issuer)."""
     best = None
     for cand in cands:
-        if _time_ok(cand, as_of):
+        if _time_ok(cand, as_of, st):
             return cand
         if best is None or _facts(cand).not_after > _facts(best).not_after:
             best = cand
@@ -364,7 +370,7 @@ def _openssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
     max_depth = st.max_depth
 
     def trusted_issuer(cert: x509.Certificate) -> x509.Certificate | None:
-        return _pick_valid_first((s for s in store if _names_issuer(cert, s)), as_of)
+        return _pick_valid_first((s for s in store if _names_issuer(cert, s)), as_of, st)
 
     def check_trust(start: int) -> bool:
         # X509_check_trust with no auxiliary trust: a stored self-signed certificate is trusted (trust_compat).
@@ -415,7 +421,7 @@ def _openssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
             nxt = None
             if not _facts(curr).self_issued and len(chain) <= max_depth:
                 in_chain = {_fp(c) for c in chain}
-                nxt = _pick_valid_first((p for p in pool if _names_issuer(curr, p) and _fp(p) not in in_chain), as_of)
+                nxt = _pick_valid_first((p for p in pool if _names_issuer(curr, p) and _fp(p) not in in_chain), as_of, st)
             if nxt is None:
                 search = (search & ~S_UN) | S_TR
                 continue
@@ -474,7 +480,7 @@ def _mbed_find(child: x509.Certificate, cands: Iterable[x509.Certificate], trust
         if trusted and not good:
             continue
         dated = not (trusted and st.anchor_form is AnchorForm.NAME_AND_KEY)
-        if dated and not _time_ok(parent, as_of):
+        if dated and not _time_ok(parent, as_of, st):
             if fallback[0] is None:
                 fallback = (parent, good)
             continue
@@ -604,7 +610,7 @@ def _wolfssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
             continue
         if not _key_signs(cert, signer):
             raise _Fail("signature", f"the signature of served '{f.cn}' does not verify with the key of '{_facts(signer).cn}'")
-        bad = _time_reason(cert, as_of)
+        bad = _time_reason(cert, as_of, st)
         if bad is not None:
             raise _Fail(bad[0], f"{bad[1]} ({lib} checks a served certificate's dates once its signer is known)")
         used[_fp(cert)] = signer
@@ -734,7 +740,7 @@ def _gnutls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate
         for k in range(n):
             ca = next((c for c in tcas if (_fp(c) == _fp(cl[k]) if k == 0 else _same_name_key(cl[k], c))), None)
             if ca is not None:
-                bad = _time_reason(ca, as_of, "trust anchor")
+                bad = _time_reason(ca, as_of, st, "trust anchor")
                 if bad is not None:
                     flag = "expired" if bad[0] == "expired" else "not-activated"
                     return {flag}, [], (f"{bad[1]}: {lib} takes the first stored certificate with the name and key "
@@ -746,7 +752,7 @@ def _gnutls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate
         top = cl[n - 1]
         issuer = None
         for ca in tcas:                              # find_issuer: the first match, replaced by a later valid one
-            if _names_issuer(top, ca) and (issuer is None or _time_ok(ca, as_of)):
+            if _names_issuer(top, ca) and (issuer is None or _time_ok(ca, as_of, st)):
                 issuer = ca
         if issuer is None:
             return {"signer-not-found"}, [], ""
@@ -763,7 +769,7 @@ def _gnutls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate
             if st.refuses_sha1 and _facts(child).sha1 and not _names_issuer(child, child):
                 return {"insecure"}, [], f"{lib} refuses the SHA-1 signature on '{_facts(child).cn}'"
             for cert, what in ((parent, "trust anchor" if parent is issuer else "certificate"), (child, "certificate")):
-                bad = _time_reason(cert, as_of, what)
+                bad = _time_reason(cert, as_of, st, what)
                 if bad is not None:
                     return {"expired" if bad[0] == "expired" else "not-activated"}, [], bad[1]
         return set(), path, ""

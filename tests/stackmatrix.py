@@ -27,9 +27,11 @@ WRONG_HOST = "dev1.other.example"
 
 DATES: dict[str, datetime] = {
     "before-leaf": datetime(2024, 6, 1, tzinfo=UTC),        # leaf not yet valid
+    "at-leaf-start": datetime(2025, 1, 1, tzinfo=UTC),      # the leaf's notBefore second
     "inside": datetime(2025, 6, 1, tzinfo=UTC),             # everything valid (but the old Root CA 1 twin)
     "after-sfsg2-cross": datetime(2034, 6, 28, 12, tzinfo=UTC),  # SFS G2 cross-sign expired, Starfield Class 2 valid
     "after-starfield": datetime(2034, 7, 1, tzinfo=UTC),    # Starfield Class 2 expired too; leaf still valid
+    "at-leaf-end": datetime(2036, 1, 1, tzinfo=UTC),        # the leaf's notAfter second (OpenSSL: already past)
     "after-leaf": datetime(2036, 6, 1, tzinfo=UTC),         # the leaf expired
 }
 
@@ -108,6 +110,8 @@ class Pki:
             "sfc2": _Spec("Lab Starfield Class 2 CA", "sfc2", None, _d(2004, 6, 29), _d(2034, 6, 29), hash_name="sha1"),
             "sfsg2": _Spec("Lab Starfield Services Root CA G2", "sfsg2", None, _d(2009, 9, 1), _d(2037, 12, 31)),
             "sfsg2x": _Spec("Lab Starfield Services Root CA G2", "sfsg2", "sfc2", _d(2009, 9, 2), _d(2034, 6, 28)),
+            # A G2 cross-sign renewed past Starfield Class 2's end, as AWS would have to serve for Class 2 to matter.
+            "sfsg2xr": _Spec("Lab Starfield Services Root CA G2", "sfsg2", "sfc2", _d(2024, 1, 1), _d(2040, 1, 1)),
             "root1": _Spec("Lab Amazon Root CA 1", "root1", None, _d(2015, 5, 26), _d(2038, 1, 17)),
             "root1x": _Spec("Lab Amazon Root CA 1", "root1", "sfsg2", _d(2015, 5, 25), _d(2037, 12, 31)),
             "root1old": _Spec("Lab Amazon Root CA 1", "root1", None, _d(2010, 1, 1), _d(2024, 12, 31)),
@@ -181,6 +185,7 @@ def pki() -> Pki:
 # Served chains, by label: certificate short names in the order served.
 CHAINS: dict[str, tuple[str, ...]] = {
     "as-served": ("leaf", "m01", "root1x", "sfsg2x"),
+    "renewed-cross": ("leaf", "m01", "root1x", "sfsg2xr"),
     "intermediate-last": ("leaf", "root1x", "sfsg2x", "m01"),
     "reversed": ("leaf", "sfsg2x", "root1x", "m01"),
     "duplicates": ("leaf", "m01", "m01", "root1x", "sfsg2x", "sfsg2x"),

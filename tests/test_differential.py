@@ -14,6 +14,7 @@ Locally a stack whose library is missing skips naming the package (tests/reallib
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -73,3 +74,32 @@ def test_model_matches_real_library(stack_id: str) -> None:
             mismatches.append(f"{mc.label}: model {'valid' if model.valid else 'invalid (' + model.reason + ')'}, "
                               f"{lib.library} {'valid' if lib.valid else 'invalid (' + lib.error + ')'}")
     assert not mismatches, f"{stack_id}: {len(mismatches)} of {len(cases)} cases differ:\n" + "\n".join(mismatches)
+
+
+def test_the_matrix_tells_every_pair_of_proven_stacks_apart() -> None:
+    """A model that swapped one proven stack for another would fail its differential test."""
+    p = pki()
+    cases = matrix()
+    verdicts = {}
+    for stack_id in REAL_STACKS:
+        stack = model_for_library(stack_id)
+        verdicts[stack_id] = [validate_chain(p.certs_of(CHAINS[mc.chain]), p.certs_of(STORES[mc.store]), stack=stack,
+                                             host=mc.host, as_of=DATES[mc.date]).valid for mc in cases]
+    same = [(a, b) for i, a in enumerate(REAL_STACKS) for b in REAL_STACKS[i + 1:] if verdicts[a] == verdicts[b]]
+    assert not same
+
+
+def test_verified_stacks_name_the_library_they_were_verified_against() -> None:
+    """"verified against <library version>" only for a stack this test file proves, with that library's version."""
+    for stack_id, stack in STACKS.items():
+        if stack.evidence.startswith("verified against "):
+            assert stack_id in REAL_STACKS, stack_id
+    for stack_id in REAL_STACKS:
+        reason = crosscheck.unavailable(stack_id)
+        if reason is not None:
+            continue
+        version = crosscheck.adapter_for(stack_id).library_version()
+        named = re.match(r"(\D+\d+\.\d+)", version)
+        assert named is not None, version
+        evidence = STACKS[stack_id].evidence
+        assert named.group(1) in evidence or "modelled from" in evidence, (stack_id, version, evidence)
