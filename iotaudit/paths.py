@@ -768,19 +768,22 @@ def _gnutls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate
                 return {"signature"}, [], f"the signature of '{_facts(child).cn}' does not verify with the key of '{g.cn}'"
             if st.refuses_sha1 and _facts(child).sha1 and not _names_issuer(child, child):
                 return {"insecure"}, [], f"{lib} refuses the SHA-1 signature on '{_facts(child).cn}'"
-            for cert, what in ((parent, "trust anchor" if parent is issuer else "certificate"), (child, "certificate")):
+            for cert, what in ((parent, "trust anchor" if parent is issuer else "certificate"),
+                               (child, "leaf" if k == 0 else "certificate")):
                 bad = _time_reason(cert, as_of, st, what)
                 if bad is not None:
+                    if what == "trust anchor" and bad[0] == "expired":
+                        return {"expired"}, [], f"{bad[1]}, and {lib} checks a trust anchor's dates"
                     return {"expired" if bad[0] == "expired" else "not-activated"}, [], bad[1]
         return set(), path, ""
 
     last = _facts(lst[-1])
     flags, path, why = attempt(buckets.get(_bucket(last.issuer_der), ()))
-    first_why, first_flags = why, flags
     if flags & {"signer-not-found", "expired", "insecure"} and last.subject_der != last.issuer_der:
+        first = flags, why
         flags, path, why = attempt(buckets.get(_bucket(last.subject_der), ()))
-        if flags and "signer-not-found" not in first_flags:
-            why = first_why or why
+        if flags and ("signer-not-found" in flags or not why) and first[1]:
+            flags, why = first                      # the retry found no signer: the first attempt's reason stands
     if not flags:
         return path, len(path) - 1 if len(path) > 1 else 1
     if why:
@@ -857,7 +860,13 @@ def _android(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
     if found is None:
         if first_fail is not None:
             raise first_fail
-        raise _no_anchor(served[0], served, 1 if not any(_signed_by(served[0], c) for c in served[1:]) else 2)
+        top = [served[0]]
+        while len(top) <= len(served):
+            nxt = next((c for c in served[1:] if _signed_by(top[-1], c) and c not in top), None)
+            if nxt is None:
+                break
+            top.append(nxt)
+        raise _no_anchor(top[-1], served, len(top))
     return found, len(found) - 1
 
 

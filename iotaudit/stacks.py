@@ -314,7 +314,8 @@ _ALL: tuple[Stack, ...] = (
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=1024, cn_fallback=False,
         max_depth=16, evidence=f"modelled from {_ANDROID}",
-        sources=(_ANDROID,),
+        sources=(_ANDROID, "no CN fallback since Android 9: r.android.com/581382, google/conscrypt#1145, square/okhttp#3764",
+                 "conscrypt ChainStrengthAnalyzer: SHA-1 signatures and RSA < 1024 refused below the anchor"),
         prefers_valid_twin=False,
     ),
 )
