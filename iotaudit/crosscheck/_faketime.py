@@ -104,7 +104,7 @@ def run_worker(worker: Path, stack_id: str, groups: Sequence[tuple[datetime, Seq
         worker: The worker file (defines ``answer(stack_id, cases, options)``).
         stack_id: Passed through to the worker.
         groups: ``(as_of, cases)`` pairs; each case is a mapping with ``served`` and ``store``
-            (sequences of DER bytes) and ``host`` (str or None).
+            (sequences of DER bytes), ``host`` (str or None) and any JSON-able keys the worker reads.
         options: JSON-able settings for the worker (e.g. which library file to load).
         timeout: Seconds for the whole batch (the parent's clock is real).
 
@@ -124,13 +124,15 @@ def run_worker(worker: Path, stack_id: str, groups: Sequence[tuple[datetime, Seq
         "groups": [
             {"faketime": faketime_text(as_of),
              "epoch": int(as_of.timestamp() // 1),
-             "cases": [{"served": [_b64(der) for der in case["served"]],
-                        "store": [_b64(der) for der in case["store"]],
-                        "host": case["host"]} for case in cases]}
+             "cases": [{**case,
+                        "served": [_b64(der) for der in case["served"]],
+                        "store": [_b64(der) for der in case["store"]]} for case in cases]}
             for as_of, cases in groups
         ],
     }
-    first = groups[0][0] if groups else datetime.now(timezone.utc)
+    if not groups:
+        return []
+    first = groups[0][0]
     environment = {key: value for key, value in os.environ.items() if not key.startswith("FAKETIME")}
     environment.update({
         "LD_PRELOAD": str(FAKETIME_LIBRARY),
@@ -198,9 +200,9 @@ def _worker_main(worker_path: str) -> int:
         # putenv() reaches libfaketime's getenv("FAKETIME"); FAKETIME_NO_CACHE makes it re-read it.
         os.environ["FAKETIME"] = group["faketime"]
         clock = _read_clock()
-        cases = [{"served": [base64.b64decode(text) for text in case["served"]],
-                  "store": [base64.b64decode(text) for text in case["store"]],
-                  "host": case["host"]} for case in group["cases"]]
+        cases = [{**case,
+                  "served": [base64.b64decode(text) for text in case["served"]],
+                  "store": [base64.b64decode(text) for text in case["store"]]} for case in group["cases"]]
         results = answer(document["stack_id"], cases, document["options"]) if cases else []
         after = _read_clock()
         if after != clock:  # the clock is frozen: anything else means it was not faked throughout
