@@ -22,7 +22,7 @@ import collections
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -567,10 +567,28 @@ def _wolfssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
     served CA certificate without a known signer is fatal in the default build
     (every presented certificate must chain) and skipped with
     WOLFSSL_ALT_CERT_CHAINS; its dates are looked at only once its signer is
-    known (ParseCertRelative reports ASN_NO_SIGNER_E first).  Stored
-    certificates' dates are never checked (measured on Debian's 5.5.4).
+    known (ParseCertRelative reports ASN_NO_SIGNER_E first).  A stored
+    certificate outside its dates at the device's clock is not loaded
+    (AnchorExpiry.AT_LOAD; measured on 5.5.4, Debian's and the default build).
     """
     lib = st.library
+    if st.anchor_expiry is AnchorExpiry.AT_LOAD:
+        # wolfSSL_CTX_load_verify_buffer parses each CA with date checks (ParseCertRelative, VERIFY):
+        # one outside its dates at the device's clock is not loaded at all (measured on 5.5.4, both builds).
+        loaded = [s for s in store if _time_ok(s, as_of, st)]
+        if len(loaded) < len(store):
+            try:
+                return _wolfssl(served, loaded, replace(st, anchor_expiry=AnchorExpiry.IGNORED), as_of)
+            except _Fail as err:
+                try:
+                    _wolfssl(served, store, replace(st, anchor_expiry=AnchorExpiry.IGNORED), as_of)
+                except _Fail:
+                    raise err from None
+                dropped = next(s for s in store if not _time_ok(s, as_of, st))
+                rule, why = _time_reason(dropped, as_of, st, "trust anchor") or ("anchor-expired", "")
+                raise _Fail("anchor-expired" if rule == "expired" else rule,
+                            f"{why}, and {lib} does not load a CA certificate outside its dates, so nothing "
+                            "it loaded signs the chain") from None
     if len(served) > st.max_depth - 1:
         raise _Fail("depth", f"{len(served)} certificates were served, more than {lib}'s limit of "
                     f"{st.max_depth - 1} (MAX_CHAIN_DEPTH)")

@@ -173,7 +173,8 @@ _ESP_BUNDLE = "espressif/esp-idf components/mbedtls/esp_crt_bundle/esp_crt_bundl
 _ESP_CROSS = "esp_crt_bundle.c esp_crt_ca_cb_callback, CONFIG_MBEDTLS_CERTIFICATE_BUNDLE_CROSS_SIGNED_VERIFY"
 _WOLF_PEER = "wolfSSL/wolfssl src/internal.c ProcessPeerCerts (v5.5.4): CA certificates last to first, then the peer"
 _WOLF_ALT = "WOLFSSL_ALT_CERT_CHAINS (configure --enable-altcertchains; wolfSSL/wolfssl#4443)"
-_WOLF_DATES = "wolfcrypt/src/asn.c ParseCertRelative; measured on Debian libwolfssl 5.5.4: anchor dates never checked"
+_WOLF_DATES = ("wolfcrypt/src/asn.c ParseCertRelative; a CA outside its dates is not loaded "
+               "(WOLFSSL_LOAD_FLAG_DATE_ERR_OKAY unset; measured on libwolfssl 5.5.4, tests/test_differential.py)")
 _WOLF_DEPTH = "wolfssl/internal.h MAX_CHAIN_DEPTH 9"
 _GNUTLS_HIGH = "gnutls lib/x509/verify-high.c gnutls_x509_trust_list_verify_crt2, _gnutls_sort_clist (3.7)"
 _GNUTLS_VFY = "gnutls lib/x509/verify.c _gnutls_verify_crt_status: cut at first trusted same name+key, check_ca_sanity"
@@ -271,9 +272,10 @@ _ALL: tuple[Stack, ...] = (
         id="wolfssl-5", title="wolfSSL 5 default build (every presented certificate must chain)", library="wolfSSL",
         ships_in="wolfMQTT / wolfSSL default builds on MCUs, Renesas and NXP SDK ports",
         search=SearchOrder.LAST_TO_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
-        anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.IGNORED,
+        anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_LOAD,
         use_all_presented=True, refuses_sha1=False, min_rsa_bits=1024, cn_fallback=True,
-        max_depth=10, evidence=f"modelled from {_WOLF_PEER}",
+        max_depth=10, evidence=("verified against wolfSSL 5.5 (default build of Debian's 5.5.4 source, real TLS 1.2 "
+                  "handshakes under libfaketime, tests/test_differential.py)"),
         sources=(_WOLF_PEER, _WOLF_DATES, _WOLF_DEPTH, "wolfSSL/wolfMQTT#184"),
         prefers_valid_twin=False, served_dates_need_signer=True,
     ),
@@ -281,9 +283,10 @@ _ALL: tuple[Stack, ...] = (
         id="wolfssl-5-alt-chains", title="wolfSSL 5 with WOLFSSL_ALT_CERT_CHAINS", library="wolfSSL with alternative chains",
         ships_in="Debian/Ubuntu libwolfssl, OpenWrt (since the DST Root CA X3 expiry)",
         search=SearchOrder.LAST_TO_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
-        anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.IGNORED,
+        anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_LOAD,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=1024, cn_fallback=True,
-        max_depth=10, evidence=f"modelled from {_WOLF_PEER}",
+        max_depth=10, evidence=("verified against wolfSSL 5.5 (Debian 12 libwolfssl 5.5.4, --enable-distro, real TLS 1.2 "
+                  "handshakes under libfaketime, tests/test_differential.py)"),
         sources=(_WOLF_PEER, _WOLF_ALT, _WOLF_DATES, _WOLF_DEPTH),
         prefers_valid_twin=False, served_dates_need_signer=True,
     ),

@@ -27,7 +27,7 @@ from tests.stackmatrix import CHAINS, DATES, STORES, MatrixCase, matrix, pki
 
 # Stacks a real library answers for here (the adapters of iotaudit/crosscheck).
 REAL_STACKS = ("openssl-3", "openssl-3-partial-chain", "openssl-1.0.1", "openssl-1.0.2", "gnutls-3.7", "bearssl",
-               "mbedtls-2.28", "esp-idf-bundle")
+               "mbedtls-2.28", "esp-idf-bundle", "wolfssl-5-alt-chains", "wolfssl-5")
 
 
 def model_for_library(stack_id: str) -> Stack:
