@@ -289,7 +289,8 @@ def _check_path(path: list[x509.Certificate], n_served: int, st: Stack, as_of: d
     """
     lib = st.library
     if len(path) > st.max_depth:
-        raise _Fail("depth", f"the path has {len(path)} certificates, longer than {lib}'s limit of {st.max_depth} certificates")
+        raise _Fail("depth", f"the path has {len(path)} certificates, longer than the limit of {lib} "
+                    f"({st.max_depth} certificates)")
     last = len(path) - 1
     for i, cert in enumerate(path):
         f = _facts(cert)
@@ -526,8 +527,9 @@ def _mbedtls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
         if parent is None:
             break
         if len(path) > limit:
-            raise _Fail("depth", f"the chain has more than {limit} intermediate certificates, {st.library}'s limit "
-                        f"(MBEDTLS_X509_MAX_INTERMEDIATE_CA; {st.max_depth} certificates with leaf and anchor)")
+            raise _Fail("depth", f"the chain is longer than the limit of {st.library}: more than {limit} intermediate "
+                        f"certificates (MBEDTLS_X509_MAX_INTERMEDIATE_CA; {st.max_depth} certificates with leaf and "
+                        "anchor), although the store may hold its root")
         if not good:
             raise _Fail("signature", f"the signature of '{_facts(child).cn}' does not verify with the key of served "
                         f"'{_facts(parent).cn}'")
@@ -590,8 +592,8 @@ def _wolfssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
                             f"{why}, and {lib} does not load a CA certificate outside its dates, so nothing "
                             "it loaded signs the chain") from None
     if len(served) > st.max_depth - 1:
-        raise _Fail("depth", f"{len(served)} certificates were served, more than {lib}'s limit of "
-                    f"{st.max_depth - 1} (MAX_CHAIN_DEPTH)")
+        raise _Fail("depth", f"the chain is longer than the limit of {lib}: {len(served)} certificates were served, "
+                    f"it reads at most {st.max_depth - 1} (MAX_CHAIN_DEPTH)")
     signers: list[x509.Certificate] = []
     from_store: set[str] = set()
     keys: set[bytes] = set()
@@ -717,7 +719,8 @@ def _gnutls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate
         buckets[_bucket(_facts(cert).subject_der)].append(cert)
     lst = list(served)
     if len(lst) > _GNUTLS_MAX:
-        raise _Fail("depth", f"{len(lst)} certificates were served, more than {lib}'s limit of {_GNUTLS_MAX}")
+        raise _Fail("depth", f"the chain is longer than the limit of {lib}: {len(lst)} certificates were served, "
+                    f"it verifies at most {_GNUTLS_MAX} (DEFAULT_MAX_VERIFY_DEPTH)")
     seen: set[str] = set()
     i = 0
     while i < len(lst):

@@ -104,6 +104,9 @@ class Pki:
             "leaf": rsa.generate_private_key(public_exponent=65537, key_size=2048),
             "leaf3": ec.generate_private_key(ec.SECP256R1()),
             "other": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            **{f"level{k}": ec.generate_private_key(ec.SECP256R1()) for k in range(1, 10)},
+            "leaf8": ec.generate_private_key(ec.SECP256R1()),
+            "leaf9": ec.generate_private_key(ec.SECP256R1()),
         }
         specs = {
             # Starfield Class 2 is SHA-1 self-signed, like the real one (a trust anchor's own signature is not checked).
@@ -127,6 +130,12 @@ class Pki:
             "leaf3": _Spec("*.iot.lab.example", "leaf3", "m02", _d(2025, 1, 1), _d(2036, 1, 1), ca=False),
             "other": _Spec("Lab Unrelated Root CA", "other", None, _d(2015, 1, 1), _d(2040, 1, 1)),
         }
+        # A deep chain under Root CA 1 for the depth limits: level1 <- root1, level(k) <- level(k-1).
+        for k in range(1, 10):
+            specs[f"level{k}"] = _Spec(f"Lab Level {k} CA", f"level{k}", "root1" if k == 1 else f"level{k - 1}",
+                                       _d(2022, 1, 1), _d(2037, 1, 1))
+        for k in (8, 9):
+            specs[f"leaf{k}"] = _Spec("*.iot.lab.example", f"leaf{k}", f"level{k}", _d(2025, 1, 1), _d(2036, 1, 1), ca=False)
         self.certs: dict[str, x509.Certificate] = {}
         for short in specs:
             self._make(short, specs)
@@ -200,6 +209,10 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "sha1-intermediate-no-cross": ("leaf", "m01sha1"),
     "rsa1024-intermediate": ("leafweak", "weak", "root1x", "sfsg2x"),
     "leaf-without-san": ("leafnosan", "m01", "root1x", "sfsg2x"),
+    # 8 and 9 intermediates under Root CA 1: mbed TLS's MBEDTLS_X509_MAX_INTERMEDIATE_CA is 8, wolfSSL's
+    # MAX_CHAIN_DEPTH 9 served certificates.
+    "depth-8": ("leaf8", *(f"level{k}" for k in range(8, 0, -1))),
+    "depth-9": ("leaf9", *(f"level{k}" for k in range(9, 0, -1))),
 }
 
 # Trust stores, by label: short names in the order the firmware loads them.
