@@ -332,3 +332,10 @@ def test_validation_does_not_depend_on_a_clock() -> None:
     a = verdict("renewed-cross", "starfield-class-2", "mbedtls-2.28", date="after-starfield")
     b = verdict("renewed-cross", "starfield-class-2", "mbedtls-2.28", date="after-starfield")
     assert a == b and DATES["after-starfield"].tzinfo is timezone.utc
+
+
+def test_gnutls_sees_a_stored_root_only_through_the_buckets_it_looks_in() -> None:
+    # "Lab Collision G2 4" hashes into the bucket of "Lab Collision Root CA" (hash_pjw_bare % 127): the real
+    # GnuTLS accepts this chain (tests/test_differential.py), and refuses the same shape without the collision.
+    assert verdict("gnutls-bucket-collision", "collision-root", "gnutls-3.7").valid
+    assert not verdict("as-served", "root1", "gnutls-3.7").valid
