@@ -19,13 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from iotaudit import crosscheck
 from iotaudit.catalog import Catalog
 from iotaudit.certs import cert_der
 from iotaudit.paths import validate_chain
 from iotaudit.stacks import STACKS, Stack
-from tests.reallib import require_library
+from tests.reallib import aws_like_pki, named_cases, require_library
 from tests.stackmatrix import CHAINS, DATES, STORES, MatrixCase, matrix, pki
 
 # Stacks a real library answers for here (the adapters of iotaudit/crosscheck).
@@ -153,3 +154,24 @@ def test_model_matches_real_library_on_aws_certificates(stack_id: str) -> None:
                               f"{lib.library} {lib.valid} ({lib.error})")
     assert not mismatches, f"{stack_id}: {len(mismatches)} of {len(cases)} differ:\n" + "\n".join(mismatches)
     assert any(lib.valid for lib in answers) and not all(lib.valid for lib in answers)
+
+
+# --- the adapters' own named cases (tests/reallib.py, a PKI built independently of tests/stackmatrix.py) -----
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack_id", REAL_STACKS)
+def test_model_matches_real_library_on_the_adapters_named_cases(stack_id: str) -> None:
+    """Also IP-address hosts and subjectAltNames, a leaf alone in the store, second-exact boundaries."""
+    require_library(stack_id)
+    cases = named_cases(aws_like_pki())
+    answers = crosscheck.verify_many(stack_id, list(cases.values()))
+    stack = model_for_library(stack_id)
+    mismatches = []
+    for (name, case), lib in zip(cases.items(), answers, strict=True):
+        model = validate_chain([x509.load_der_x509_certificate(d) for d in case.served],
+                               [x509.load_der_x509_certificate(d) for d in case.store],
+                               stack=stack, host=case.host, as_of=case.as_of)
+        if model.valid != lib.valid:
+            mismatches.append(f"{name}: model {model.valid} ({model.reason}), {lib.library} {lib.valid} ({lib.error})")
+    assert not mismatches, f"{stack_id}: {len(mismatches)} of {len(cases)} differ:\n" + "\n".join(mismatches)
