@@ -208,7 +208,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.SELF_SIGNED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=1024, cn_fallback=True,
-        ip_san=True, max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_EVIDENCE,
+        ip_san=True,
+        max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_EVIDENCE,
         sources=(_OSSL_VFY, _OSSL_TF, _OSSL_SEC, _OSSL_HOST),
     ),
     Stack(
@@ -217,7 +218,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=1024, cn_fallback=True,
-        ip_san=True, max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_EVIDENCE,
+        ip_san=True,
+        max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_EVIDENCE,
         sources=(_OSSL_VFY, _OSSL_TF, _OSSL_SEC, _OSSL_HOST,
                  "aws/s2n-tls tls/s2n_x509_validator.c sets X509_V_FLAG_PARTIAL_CHAIN"),
     ),
@@ -227,7 +229,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.UNTRUSTED_FIRST, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.SELF_SIGNED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=0, cn_fallback=True,
-        ip_san=True, max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_OLD_EVIDENCE,
+        ip_san=True,
+        max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_OLD_EVIDENCE,
         sources=(_OSSL_VFY, "X509_V_FLAG_TRUSTED_FIRST cleared, X509_V_FLAG_NO_ALT_CHAINS set", _OSSL_HOST),
     ),
     Stack(
@@ -236,7 +239,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.UNTRUSTED_FIRST_ALT_CHAINS, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.SELF_SIGNED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=0, cn_fallback=True,
-        ip_san=True, max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_OLD_EVIDENCE,
+        ip_san=True,
+        max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_OLD_EVIDENCE,
         sources=(_OSSL_VFY, _OSSL_ALT, "X509_V_FLAG_TRUSTED_FIRST cleared", _OSSL_HOST),
     ),
     Stack(
@@ -245,7 +249,9 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        san_blocks_cn=True, max_depth=_MBED_DEPTH_N, evidence=("verified against mbed TLS 2.28 (Debian 12 libmbedtls 2.28.3, under libfaketime, "
+        san_blocks_cn=True,
+        max_depth=_MBED_DEPTH_N,
+        evidence=("verified against mbed TLS 2.28 (Debian 12 libmbedtls 2.28.3, under libfaketime, "
                   "tests/test_differential.py)"),
         sources=(_MBED_VFY, _MBED_PROFILE, _MBED_NAME, _MBED_DEPTH),
     ),
@@ -255,7 +261,9 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        ip_san=True, san_blocks_cn=True, max_depth=_MBED_DEPTH_N, evidence=("modelled from mbedtls-3.6 library/x509_crt.c (the chain building and default profile of 2.28, "
+        ip_san=True, san_blocks_cn=True,
+        max_depth=_MBED_DEPTH_N,
+        evidence=("modelled from mbedtls-3.6 library/x509_crt.c (the chain building and default profile of 2.28, "
                   "which is verified; no 3.6 library is packaged here)"),
         sources=(_MBED_VFY.replace("2.28", "3.6"), _MBED_PROFILE, _MBED_NAME, _MBED_DEPTH,
                  "library/x509_crt.c x509_crt_check_san_ip (3.x): iPAddress subjectAltNames"),
@@ -266,7 +274,9 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.CHAIN_TOP, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        san_blocks_cn=True, max_depth=_MBED_DEPTH_N, evidence=(f"modelled from {_ESP_BUNDLE}; its callback re-implemented over real mbed TLS 2.28.3 agrees "
+        san_blocks_cn=True,
+        max_depth=_MBED_DEPTH_N,
+        evidence=(f"modelled from {_ESP_BUNDLE}; its callback re-implemented over real mbed TLS 2.28.3 agrees "
                   "(tests/test_differential.py)"),
         sources=(_ESP_BUNDLE, _MBED_VFY, _MBED_PROFILE, _MBED_NAME),
     ),
@@ -277,7 +287,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        san_blocks_cn=True, max_depth=_MBED_DEPTH_N,
+        san_blocks_cn=True,
+        max_depth=_MBED_DEPTH_N,
         evidence=(f"modelled from {_ESP_CROSS}; its CA callback emulated over real mbed TLS 2.28.3 (synthetic "
                   "name-and-key roots) agrees (tests/test_differential.py)"),
         sources=(_ESP_CROSS, _MBED_VFY, _MBED_PROFILE, _MBED_NAME),
@@ -299,7 +310,9 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.LAST_TO_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_LOAD,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=1024, cn_fallback=True,
-        ip_san=True, san_blocks_cn=True, max_depth=10, evidence=("verified against wolfSSL 5.5 (Debian 12 libwolfssl 5.5.4, --enable-distro, real TLS 1.2 "
+        ip_san=True, san_blocks_cn=True,
+        max_depth=10,
+        evidence=("verified against wolfSSL 5.5 (Debian 12 libwolfssl 5.5.4, --enable-distro, real TLS 1.2 "
                   "handshakes under libfaketime, tests/test_differential.py)"),
         sources=(_WOLF_PEER, _WOLF_ALT, _WOLF_DATES, _WOLF_DEPTH),
         prefers_valid_twin=False, served_dates_need_signer=True,
@@ -310,7 +323,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.SORTED_TRIM, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=0, cn_fallback=True,
-        ip_san=True, san_blocks_cn=True, max_depth=16, evidence="verified against GnuTLS 3.7 (Debian 12 3.7.9-2+deb12u*, tests/test_differential.py)",
+        ip_san=True, san_blocks_cn=True,
+        max_depth=16, evidence="verified against GnuTLS 3.7 (Debian 12 3.7.9-2+deb12u*, tests/test_differential.py)",
         sources=(_GNUTLS_HIGH, _GNUTLS_VFY, _GNUTLS_SIG, _GNUTLS_DEPTH),
         prefers_valid_twin=False,
     ),
@@ -320,7 +334,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.CHAIN_ORDER, served_issuers=ServedIssuers.NEXT_IN_LIST,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=1024, cn_fallback=True,
-        san_blocks_cn=True, max_depth=32, evidence="verified against BearSSL 0.6 (Debian 12 libbearssl0, tests/test_differential.py)",
+        san_blocks_cn=True,
+        max_depth=32, evidence="verified against BearSSL 0.6 (Debian 12 libbearssl0, tests/test_differential.py)",
         sources=(_BEAR, "rustls/webpki-roots#70 (a name-and-key anchor has no validity)"),
         prefers_valid_twin=False,
     ),
@@ -330,7 +345,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.BUILDER, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=1024, cn_fallback=False,
-        ip_san=True, max_depth=16, evidence=f"modelled from {_ANDROID}",
+        ip_san=True,
+        max_depth=16, evidence=f"modelled from {_ANDROID}",
         sources=(_ANDROID, "no CN fallback since Android 9: r.android.com/581382, google/conscrypt#1145, square/okhttp#3764",
                  "conscrypt ChainStrengthAnalyzer: SHA-1 signatures and RSA < 1024 refused below the anchor"),
         prefers_valid_twin=False,
