@@ -394,7 +394,7 @@ def _pick_valid_first(cands: Iterable[x509.Certificate], as_of: datetime, st: St
     """First time-valid candidate, else the one expiring last (X509_STORE_CTX_get1_issuer, find_issuer)."""
     best = None
     for cand in cands:
-        if _time_ok(cand, as_of, st):
+        if _time_ok(cand, as_of, st) or not st.prefers_valid_twin:
             return cand
         if best is None or _facts(cand).not_after > _facts(best).not_after:
             best = cand
@@ -540,7 +540,7 @@ def _mbed_find(child: x509.Certificate, cands: Iterable[x509.Certificate], trust
         good = _signed_by(child, parent)
         if trusted and not good:
             continue
-        dated = not (trusted and st.anchor_form is AnchorForm.NAME_AND_KEY)
+        dated = st.prefers_valid_twin and not (trusted and st.anchor_form is AnchorForm.NAME_AND_KEY)
         if dated and not _time_ok(parent, as_of, st):
             if fallback[0] is None:
                 fallback = (parent, good)
@@ -683,6 +683,8 @@ def _wolfssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
     for cert in reversed(served[1:]):
         f = _facts(cert)
         signer = signer_of(cert)
+        if signer is None and not st.served_dates_need_signer and (bad := _time_reason(cert, as_of, st)) is not None:
+            raise _Fail(bad[0], bad[1])
         if signer is None:
             if st.use_all_presented:
                 raise _Fail("all-presented", f"{lib} (default build) needs every served certificate to chain to the "

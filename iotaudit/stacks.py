@@ -99,9 +99,11 @@ class Stack:
         sources: The library files, options and upstream issues the behaviours come from.
         library: The library's name as reasons say it ("mbed TLS").
         prefers_valid_twin: Among same-name issuer candidates the first time-valid one is taken before
-            the first one (mbed TLS x509_crt_find_parent_in, OpenSSL X509_STORE_CTX_get1_issuer).
+            the first one (mbed TLS x509_crt_find_parent_in, OpenSSL X509_STORE_CTX_get1_issuer); used by the
+            OpenSSL and mbed TLS builders (GnuTLS's own rule is in its builder).
         served_dates_need_signer: A served certificate's dates are checked only once its signer is known
-            (wolfSSL ParseCertRelative returns ASN_NO_SIGNER_E before it looks at dates).
+            (wolfSSL ParseCertRelative returns ASN_NO_SIGNER_E before it looks at dates); used by the
+            last-to-first (wolfSSL) builder.
         not_after_inclusive: A certificate is still valid at its notAfter second (RFC 5280 4.1.2.5);
             OpenSSL's X509_cmp_time counts that second as past (measured, tests/README-reallibs.md).
         ip_san: A host that is an IP address is matched against the leaf's iPAddress subjectAltNames

@@ -370,3 +370,19 @@ def test_a_leaf_alone_in_the_store_is_trusted_where_the_library_trusts_it() -> N
         assert not validate_chain([leaf], [leaf], stack=stack, host=HOST, as_of=when("inside")).valid, stack
     expired = validate_chain([leaf], [leaf], stack="bearssl", host=HOST, as_of=when("after-leaf"))
     assert expired.rule == "expired"
+
+
+def test_the_twin_and_signer_date_behaviours_drive_the_builders() -> None:
+    import dataclasses
+
+    from iotaudit.stacks import STACKS
+
+    p = pki()
+    served, store = p.chain("no-cross"), p.certs_of(STORES["expired-then-valid-root1"])
+    naive = dataclasses.replace(STACKS["mbedtls-2.28"], prefers_valid_twin=False)
+    assert validate_chain(served, store, stack="mbedtls-2.28", host=HOST, as_of=when("inside")).valid
+    assert validate_chain(served, store, stack=naive, host=HOST, as_of=when("inside")).rule == "anchor-expired"
+    eager = dataclasses.replace(STACKS["wolfssl-5-alt-chains"], served_dates_need_signer=False)
+    served, store = p.chain("as-served"), [p.cert("root1")]
+    assert validate_chain(served, store, stack="wolfssl-5-alt-chains", host=HOST, as_of=when("after-sfsg2-cross")).valid
+    assert validate_chain(served, store, stack=eager, host=HOST, as_of=when("after-sfsg2-cross")).rule == "expired"
