@@ -1,10 +1,16 @@
 """A lab PKI shaped like AWS's, and the matrix of (chain order x store x date x host) cases the differential tests run.
 
-Shape (after AWS's ATS chain, see /work/shared/notes/tls-stacks.md section 2.0)::
+Shape (after AWS's ATS chain as awsdocs/aws-iot-docs#6 and wolfSSL/wolfMQTT#436 show it served)::
 
     leaf <- M01 (RSA) <- Root CA 1 (self-signed; also cross-signed by SFS G2)
-         <- SFS G2 (self-signed; also cross-signed by Starfield Class 2)
+         <- SFS G2 (self-signed; also cross-signed by Starfield Class 2, SHA-1 self-signed like the real one)
     leaf3 <- M02 (EC) <- Root CA 3 (EC, self-signed; also cross-signed by SFS G2)
+
+plus the variants the rules need: an expired Root CA 1 twin (same name and key), an expired M01 twin, a
+SHA-1-signed M01, an RSA-1024 intermediate, a leaf with its host only in the CN, a G2 cross-sign renewed
+past Starfield Class 2's end, an unrelated root, a 9-deep chain for the depth limits, and a small family
+whose names share a GnuTLS trust-list bucket.  Dates are chosen around the lab certificates' boundaries;
+``matrix()`` is every chain x store x date with the right host, plus every chain x store with a wrong one.
 """
 
 from __future__ import annotations
