@@ -33,6 +33,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/collect.py
 	$(PY) benchmarks/audit.py
+	$(PY) benchmarks/paths.py
 	$(PY) benchmarks/report.py
 	$(PY) benchmarks/scan.py
 	$(PY) benchmarks/cli.py
