@@ -230,7 +230,7 @@ def load_inputs(
         A :class:`ReportInputs`.
     """
     # Not `from . import audit`: the package front door re-exports the audit() function under that name.
-    audit_module = importlib.import_module("iotaudit.audit")
+    audit_module = importlib.import_module("iotaudit.auditing")
 
     run = load_run(run_dir)
     moment = parse_as_of(as_of, run.created_at)
@@ -878,7 +878,7 @@ def render_reports(
         IotauditError: bad run, inventory or parameters (exit status 2), or a failing notebook
             (:class:`ReportError`; the executed notebook is kept in ``<out>.failed/``).
     """
-    from .audit import audit, write_audit
+    from .auditing import audit, write_audit
     from .inventory import load_inventory
 
     started = time.perf_counter()

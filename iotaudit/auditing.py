@@ -1,23 +1,27 @@
 """The audit: one run x one inventory x one ``as_of`` -> every analysis frame, a summary and files.
 
-``iotaudit audit RUN --inventory FILE [--as-of DATE] [--horizon-years N] [--skip-bad-rows] --out DIR``
+``iotaudit audit RUN --inventory FILE [--as-of DATE] [--horizon-years N] [--skip-bad-rows] [--cross-check] --out DIR``
 writes, atomically (``store.write_atomically``), one Parquet and one CSV file
 per frame of :class:`AuditResult` plus ``summary.json``:
 
 =========================== ==============================================================
 file                        content
 =========================== ==============================================================
-coverage                    profile x observation it may meet (:mod:`iotaudit.coverage`)
+coverage                    profile x observation it may meet, with its tls_stack (:mod:`iotaudit.root_coverage`)
 fleet                       devices per group x endpoint x key type x verdict
 profiles                    one row per profile: worst verdict, risks, roots to add
 roots_to_add                per profile x scenario (today, no-cross-sign, reserved-roots)
-expiry                      per profile: state, break_date (:func:`iotaudit.expiry.break_dates`)
+stack_alternatives          per profile x other stack: the same store's verdict there ("same store, other stacks")
+expiry                      per profile: firmware_break_date and its cause, state, break_date
+                            (:func:`iotaudit.expiry.break_dates`)
 chain_breaks                per profile x chain: break date
 certificates_expiry         every certificate met: role, not_after, days_left
 anchors_expiry              per profile x anchor in its store
 cliff                       devices losing every valid path, by date
 pins                        per profile x pin x scenario (:func:`iotaudit.pinning.pin_risks`)
 pin_risks_ranked            ranked pinning risks with device counts
+crosscheck                  per profile x chain: the model's verdict next to the real library's
+                            (``--cross-check``; empty otherwise), :func:`cross_check`
 summary.json                headline numbers
 =========================== ==============================================================
 
@@ -31,25 +35,42 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import columns as c
+from . import crosscheck
+from . import expiry as ex
+from . import pinning as pn
 from .columns import as_utc
-from .coverage import VERDICT, VERDICT_OF_RANK, VERDICT_ORDER, Verdict, analyse_coverage
 from .errors import RunError
+from .hypothetical import HypotheticalPki
 from .inventory import Inventory, load_inventory
+from .paths import PathEngine
+from .profiles import Profile
+from .root_coverage import (
+    DEFAULT_AT_RISK_DAYS,
+    VERDICT,
+    VERDICT_OF_RANK,
+    VERDICT_ORDER,
+    ChainJudge,
+    Verdict,
+    analyse_coverage,
+    stack_alternatives,
+)
+from .store import load_run, write_atomically
 
 SUMMARY = "summary.json"
 FORMAT = "iotaudit-audit/1"
 FRAMES = (
-    "coverage", "fleet", "profiles", "roots_to_add", "expiry", "chain_breaks", "certificates_expiry",
-    "anchors_expiry", "cliff", "pins", "pin_risks_ranked",
+    "coverage", "fleet", "profiles", "roots_to_add", "stack_alternatives", "expiry", "chain_breaks",
+    "certificates_expiry", "anchors_expiry", "cliff", "pins", "pin_risks_ranked", "crosscheck",
 )
 
 
@@ -62,13 +83,15 @@ class AuditResult:
         fleet: Devices per group x endpoint x key type x verdict.
         profiles: One row per profile: worst verdict, risks, reasons, roots to add, future readiness.
         roots_to_add: Minimal catalogue roots to add, per profile x scenario.
-        expiry: Per profile break state and break date.
+        stack_alternatives: Per profile x other stack, the same store's verdict there.
+        expiry: Per profile firmware-side date and cause, break state and break date.
         chain_breaks: Per profile x chain break date.
         certificates_expiry: Every certificate met with role, not_after, days left.
         anchors_expiry: Per profile x anchor in its store.
         cliff: Devices losing every valid path by date.
         pins: Per profile x pin x scenario.
         pin_risks_ranked: Ranked pinning risks.
+        crosscheck: Per profile x chain, the model's verdict and the real library's (``--cross-check``).
         summary: Headline numbers (JSON-serialisable).
     """
 
@@ -76,6 +99,7 @@ class AuditResult:
     fleet: pd.DataFrame
     profiles: pd.DataFrame
     roots_to_add: pd.DataFrame
+    stack_alternatives: pd.DataFrame
     expiry: pd.DataFrame
     chain_breaks: pd.DataFrame
     certificates_expiry: pd.DataFrame
@@ -83,6 +107,7 @@ class AuditResult:
     cliff: pd.DataFrame
     pins: pd.DataFrame
     pin_risks_ranked: pd.DataFrame
+    crosscheck: pd.DataFrame = field(default_factory=lambda: c.typed_frame([], c.CROSSCHECK_DTYPES))
     summary: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -111,9 +136,45 @@ def _earliest(expiry: pd.DataFrame, column: str) -> str | None:
     return _iso(dates.min()) if len(dates) else None
 
 
+def _firmware_headline(expiry: pd.DataFrame) -> dict[str, Any]:
+    """The earliest firmware-side date, the profiles and devices it hits, and what ends it."""
+    out: dict[str, Any] = {"earliest_firmware_break_date": None, "earliest_firmware_break_profiles": [],
+                           "earliest_firmware_break_devices": 0, "earliest_firmware_break_causes": []}
+    if expiry.empty or c.FIRMWARE_BREAK_DATE not in expiry.columns:
+        return out
+    when = pd.to_datetime(expiry[c.FIRMWARE_BREAK_DATE], utc=True)
+    if not when.notna().any():
+        return out
+    first = expiry[when == when.min()]
+    out["earliest_firmware_break_date"] = _iso(when.min())
+    out["earliest_firmware_break_profiles"] = sorted(first[c.PROFILE].astype(str))
+    out["earliest_firmware_break_devices"] = int(first[c.DEVICES].sum())
+    out["earliest_firmware_break_causes"] = sorted(set(first[c.FIRMWARE_BREAK_CAUSE].astype(str)))
+    return out
+
+
+def _crosscheck_summary(frame: pd.DataFrame, unavailable: Mapping[str, str], asked: bool) -> dict[str, Any]:
+    disagree = frame[~frame[c.AGREE].astype(bool)] if len(frame) else frame
+    return {
+        "asked": asked,
+        "cases": int(len(frame)),
+        "disagreements": int(len(disagree)),
+        "disagreeing": [
+            {c.PROFILE: str(r[c.PROFILE]), c.OBSERVATION_ID: int(r[c.OBSERVATION_ID]), c.HOST: str(r[c.HOST]),
+             c.TLS_STACK: str(r[c.TLS_STACK]), c.MODEL_VALID: bool(r[c.MODEL_VALID]),
+             c.LIBRARY_VALID: bool(r[c.LIBRARY_VALID]), c.LIBRARY: str(r[c.LIBRARY]),
+             c.LIBRARY_ERROR: str(r[c.LIBRARY_ERROR])}
+            for r in disagree.to_dict("records")
+        ],
+        "libraries": sorted(set(frame[c.LIBRARY].astype(str))) if len(frame) else [],
+        "unavailable": dict(sorted(unavailable.items())),
+    }
+
+
 def _summary(
     run: Any, inventory: Inventory, as_of: datetime, horizon_years: int, cov: Any, expiry: pd.DataFrame,
-    ranked: pd.DataFrame, notes: list[str],
+    ranked: pd.DataFrame, notes: list[str], engine: PathEngine, profiles: tuple[Profile, ...],
+    cross: dict[str, Any],
 ) -> dict[str, Any]:
     prof = cov.profiles
     verdict_of = dict(zip(prof[c.PROFILE].astype(str), prof[VERDICT].astype(str), strict=True))
@@ -131,7 +192,9 @@ def _summary(
     for rank, meets_none in zip(per_group["rank"], per_group["meets_none"], strict=True):
         groups_by_verdict[Verdict.NOT_APPLICABLE.value if meets_none else VERDICT_OF_RANK[rank]] += 1
     earliest = _earliest(expiry, c.BREAK_DATE)                   # if nothing changes (served chain as is)
-    earliest_renewed = _earliest(expiry, c.RENEWED_BREAK_DATE)   # if AWS keeps renewing leaf certificates
+    devices_by_stack: dict[str, int] = {}
+    for profile in profiles:
+        devices_by_stack[profile.stack.id] = devices_by_stack.get(profile.stack.id, 0) + profile.devices
     worst_pin = None
     if len(ranked):
         top = ranked.iloc[0].to_dict()
@@ -142,6 +205,7 @@ def _summary(
     ready_no_cross = int(prof.loc[prof[c.READY_NO_CROSS_SIGN], c.DEVICES].sum())
     return {
         "format": FORMAT,
+        **_firmware_headline(expiry),
         "as_of": as_of.isoformat(),
         "horizon_years": horizon_years,
         "run": str(run.path) if getattr(run, "path", None) else "",
@@ -161,18 +225,90 @@ def _summary(
         "devices_ready_for_reserved_roots": ready_reserved,
         "devices_ready_without_cross_sign": ready_no_cross,
         "earliest_break_date": earliest,
-        "earliest_renewed_break_date": earliest_renewed,
         "worst_pin_risk": worst_pin,
-        "validations": int(cov.validations),
+        "devices_by_stack": dict(sorted(devices_by_stack.items())),
+        "validations": int(engine.calls),
+        "validations_by_stack": dict(sorted(engine.calls_by_stack.items())),
+        "crosscheck": cross,
         "notes": notes,
     }
 
 
+def cross_check(
+    judge: ChainJudge, profiles: Sequence[Profile],
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Ask each profile's real TLS library (where installed here) about every chain the profile meets at ``as_of``.
+
+    For every profile whose stack's library can be used on this machine
+    (:func:`iotaudit.crosscheck.unavailable` is None), every chain it meets
+    becomes a :class:`iotaudit.crosscheck.Case` (served DER in served order, the
+    store in store order, the endpoint's host, ``as_of``); one batch per stack
+    goes to :func:`iotaudit.crosscheck.verify_many`, and the library's verdict
+    is set beside the model's (the path engine's, as in the coverage frame).
+
+    Args:
+        judge: The run's :class:`iotaudit.root_coverage.ChainJudge` (the model side, shared with coverage).
+        profiles: The profiles.
+
+    Returns:
+        (frame with the columns of :data:`iotaudit.columns.CROSSCHECK_DTYPES`, one row per
+        profile x chain, ``agree`` False where model and library differ; stack id -> why its
+        library could not be asked here, for the stacks left out).
+    """
+    unavailable: dict[str, str] = {}
+    asked: dict[str, list[tuple[Profile, int]]] = {}
+    for profile in profiles:
+        stack = profile.stack.id
+        if stack not in asked and stack not in unavailable:
+            reason = crosscheck.unavailable(stack)
+            if reason is not None:
+                unavailable[stack] = reason
+                continue
+            asked[stack] = []
+        if stack in asked:
+            asked[stack].extend((profile, i) for i in judge.met(profile))
+    der: dict[str, bytes] = {}
+
+    def encoded(shas: Sequence[str]) -> tuple[bytes, ...]:
+        for sha in shas:
+            if sha not in der:
+                der[sha] = judge.engine.certificates[sha].public_bytes(Encoding.DER)
+        return tuple(der[sha] for sha in shas)
+
+    rows: list[dict[str, Any]] = []
+    for stack, pairs in asked.items():
+        cases: dict[tuple[Any, ...], crosscheck.Case] = {}
+        for profile, i in pairs:
+            key = (judge.chains[i], judge.store_of(profile), str(judge.rows[i][c.HOST]))
+            if key not in cases:
+                cases[key] = crosscheck.Case(served=encoded(key[0]), store=encoded(key[1]), host=key[2],
+                                             as_of=judge.as_of)
+        keys = list(cases)
+        verdicts = dict(zip(keys, crosscheck.verify_many(stack, [cases[k] for k in keys]), strict=True))
+        for profile, i in pairs:
+            o = judge.rows[i]
+            library = verdicts[(judge.chains[i], judge.store_of(profile), str(o[c.HOST]))]
+            model = judge.outcome(i, judge.store_of(profile), profile.stack).verdict.valid
+            rows.append({
+                c.PROFILE: profile.key, c.OBSERVATION_ID: int(o[c.OBSERVATION_ID]), c.HOST: str(o[c.HOST]),
+                c.PORT: int(o[c.PORT]), c.PROBE: str(o[c.PROBE]), c.TLS_STACK: stack, c.MODEL_VALID: model,
+                c.LIBRARY_VALID: library.valid, c.LIBRARY: library.library, c.LIBRARY_ERROR: library.error,
+                c.AGREE: model == library.valid,
+            })
+    frame = c.typed_frame(rows, c.CROSSCHECK_DTYPES)
+    frame[c.PROFILE] = pd.Categorical(frame[c.PROFILE].astype(str), categories=[p.key for p in profiles])
+    return frame, unavailable
+
+
 def audit(
     run: Any, inventory: Inventory, *, as_of: datetime | None = None, horizon_years: int = 15,
-    at_risk_days: int | None = None,
+    at_risk_days: int | None = None, cross_check_libraries: bool = False,
 ) -> AuditResult:
-    """Audit ``inventory`` against ``run``: coverage, fleet, roots to add, expiry, cliff, pins, summary.
+    """Audit ``inventory`` against ``run``: coverage, stacks, fleet, roots to add, expiry, cliff, pins, summary.
+
+    Every analysis asks the one path engine (:class:`iotaudit.paths.PathEngine`),
+    shared here, so a question asked by coverage is not asked again by expiry
+    or pinning.
 
     Args:
         run: The collected run (:class:`iotaudit.store.Run`).
@@ -181,7 +317,9 @@ def audit(
             the same run gives the same audit tomorrow.
         horizon_years: How far ahead break dates and the cliff look.
         at_risk_days: A chain that stops validating within this many days is ``at-risk``
-            (default :data:`iotaudit.coverage.DEFAULT_AT_RISK_DAYS`).
+            (default :data:`iotaudit.root_coverage.DEFAULT_AT_RISK_DAYS`).
+        cross_check_libraries: Also ask each profile's real TLS library, where installed
+            here, about every chain it meets (the ``crosscheck`` frame; :func:`cross_check`).
 
     Returns:
         An :class:`AuditResult`.
@@ -190,31 +328,41 @@ def audit(
         InventoryError: when trust stores do not resolve against the run's catalogue.
         ValueError: when ``as_of`` is naive or ``horizon_years`` is not positive.
     """
-    from . import expiry as ex
-    from . import pinning as pn
-    from .coverage import DEFAULT_AT_RISK_DAYS
-
     as_of = as_utc(as_of) if as_of is not None else as_utc(run.created_at)
     if horizon_years <= 0:
         raise ValueError("horizon_years must be positive")
-    anchors = inventory.resolve(run.catalog_object())
-    cov = analyse_coverage(run, inventory, as_of=as_of, anchors=anchors,
-                           at_risk_days=DEFAULT_AT_RISK_DAYS if at_risk_days is None else at_risk_days)
+    catalog = run.catalog_object()
+    profiles = inventory.build_profiles(catalog)
+    engine = PathEngine(run.certificate_objects())
+    judge = ChainJudge(run, as_of=as_of, engine=engine,
+                       at_risk_days=DEFAULT_AT_RISK_DAYS if at_risk_days is None else at_risk_days)
+    end = ex.horizon_end(as_of, horizon_years)
+    hypothetical = HypotheticalPki(catalog, as_of, until=end + timedelta(days=2))
+    cov = analyse_coverage(run, inventory, as_of=as_of, profiles=profiles, judge=judge, hypothetical=hypothetical)
+    alternatives = stack_alternatives(judge, profiles)
     notes: list[str] = []
-    chain_breaks = ex.chain_break_dates(run, inventory, anchors, as_of=as_of, horizon_years=horizon_years,
-                                        coverage=cov.coverage)
-    expiry = ex.break_dates(run, inventory, anchors, as_of=as_of, horizon_years=horizon_years,
-                            coverage=cov.coverage, chain_breaks=chain_breaks)
-    certificates_expiry = ex.certificate_expiry(run, cov.coverage, as_of=as_of, anchors=anchors)
-    anchors_expiry = ex.anchor_expiry(run, inventory, anchors, as_of=as_of, coverage=cov.coverage)
+    chain_breaks = ex.chain_break_dates(run, profiles, as_of=as_of, horizon_years=horizon_years,
+                                        coverage=cov.coverage, engine=engine)
+    expiry = ex.break_dates(run, profiles, as_of=as_of, horizon_years=horizon_years, coverage=cov.coverage,
+                            chain_breaks=chain_breaks, hypothetical=hypothetical, engine=engine)
+    certificates_expiry = ex.certificate_expiry(run, cov.coverage, as_of=as_of, profiles=profiles)
+    anchors_expiry = ex.anchor_expiry(run, profiles, as_of=as_of, coverage=cov.coverage)
     cliff = ex.cliff(expiry, as_of=as_of, horizon_years=horizon_years)
-    pins = pn.pin_risks(run, inventory, cov.coverage, anchors, as_of=as_of)
+    pins = pn.pin_risks(run, profiles, cov.coverage, as_of=as_of, engine=engine)
     ranked = pn.ranked_risks(pins)
-    summary = _summary(run, inventory, as_of, horizon_years, cov, expiry, ranked, notes)
+    if cross_check_libraries:
+        checked, unavailable = cross_check(judge, profiles)
+        for stack, reason in sorted(unavailable.items()):
+            notes.append(f"cross-check: {stack} not checked against its real library: {reason}")
+    else:
+        checked, unavailable = c.typed_frame([], c.CROSSCHECK_DTYPES), {}
+    cross = _crosscheck_summary(checked, unavailable, cross_check_libraries)
+    summary = _summary(run, inventory, as_of, horizon_years, cov, expiry, ranked, notes, engine, profiles, cross)
     return AuditResult(
         coverage=cov.coverage, fleet=cov.fleet, profiles=cov.profiles, roots_to_add=cov.roots_to_add,
-        expiry=expiry, chain_breaks=chain_breaks, certificates_expiry=certificates_expiry,
-        anchors_expiry=anchors_expiry, cliff=cliff, pins=pins, pin_risks_ranked=ranked, summary=summary,
+        stack_alternatives=alternatives, expiry=expiry, chain_breaks=chain_breaks,
+        certificates_expiry=certificates_expiry, anchors_expiry=anchors_expiry, cliff=cliff, pins=pins,
+        pin_risks_ranked=ranked, crosscheck=checked, summary=summary,
     )
 
 
@@ -236,8 +384,6 @@ def write_audit(result: AuditResult, out_dir: str | Path, *, overwrite: bool = F
     Raises:
         RunError: when ``out_dir`` exists and ``overwrite`` is false.
     """
-    from .store import write_atomically
-
     def fill(tmp: Path) -> None:
         for name in FRAMES:
             frame = getattr(result, name)
@@ -282,20 +428,24 @@ def _parse_as_of(text: str) -> datetime:
 
 
 def _command(args: argparse.Namespace) -> int:
-    from .store import load_run
-
     run = load_run(args.run)
     inventory = load_inventory(args.inventory, skip_bad_rows=args.skip_bad_rows)
     if inventory.bad_rows:
         print(f"iotaudit audit: skipped {inventory.bad_rows} bad row(s) of {inventory.source}")
-    result = audit(run, inventory, as_of=args.as_of, horizon_years=args.horizon_years)
+    result = audit(run, inventory, as_of=args.as_of, horizon_years=args.horizon_years,
+                   cross_check_libraries=args.cross_check)
     out = write_audit(result, args.out, overwrite=args.overwrite)
     s = result.summary
     print(
         f"{s['devices']} devices in {s['profiles']} profiles: {s['devices_covered']} covered, "
         f"{s['devices_at_risk']} at risk, {s['devices_broken']} broken, {s['devices_not_applicable']} meet no chain; "
-        f"earliest break {s['earliest_break_date'] or 'none within horizon'}"
+        f"update firmware by {s['earliest_firmware_break_date'] or 'no date within horizon'}; "
+        f"earliest break as served {s['earliest_break_date'] or 'none within horizon'}"
     )
+    cross = s["crosscheck"]
+    if cross["asked"]:
+        print(f"cross-check: {cross['cases']} chain(s) asked of {', '.join(cross['libraries']) or 'no library'}, "
+              f"{cross['disagreements']} disagreement(s); not checked here: {', '.join(cross['unavailable']) or 'none'}")
     print(f"audit written to {out}")
     return 0
 
@@ -313,9 +463,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--as-of", type=_parse_as_of, default=None, help="validate at this date (default: run time)")
     parser.add_argument("--horizon-years", type=int, default=15, help="how far ahead to look for break dates")
     parser.add_argument("--skip-bad-rows", action="store_true", help="leave bad inventory rows out (they are counted)")
+    parser.add_argument("--cross-check", action="store_true",
+                        help="also ask each profile's real TLS library, where installed here, about every chain it "
+                             "meets (crosscheck frame; missing libraries are listed, not errors)")
     parser.add_argument("--out", required=True, help="audit directory to create")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=_command)
 
 
-__all__ = ["AuditResult", "audit", "load_audit", "register", "write_audit"]
+__all__ = ["AuditResult", "audit", "cross_check", "load_audit", "register", "write_audit"]
