@@ -126,7 +126,7 @@ from .hypothetical import FIRMWARE_HOST, HypotheticalPki
 from .paths import PathEngine, anchor_label
 from .pins import Pin
 from .profiles import Profile, chain_observations, meets
-from .stacks import AnchorExpiry, Stack, get_stack
+from .stacks import DEFAULT_STACK_ID, AnchorExpiry, Stack, get_stack
 
 __all__ = [
     "ANCHOR_EXPIRY_COLUMNS",
@@ -229,9 +229,9 @@ def chain_break(
     served: Sequence[x509.Certificate],
     store: Sequence[x509.Certificate],
     *,
-    stack: Stack | str,
     host: str | None,
     as_of: datetime,
+    stack: Stack | str = DEFAULT_STACK_ID,
     horizon_years: int = DEFAULT_HORIZON_YEARS,
     engine: PathEngine | None = None,
 ) -> ChainBreak:
