@@ -421,12 +421,16 @@ def firmware_break(
     pins = _PinTargets(profile.pins, catalog, served) if profile.pins else None
     evaluated = 0
 
-    def alive(t: datetime) -> tuple[list[str], list[str], str]:
-        """(anchors of valid chains, anchors of valid chains the pins accept, first reason) at ``t``."""
+    def alive(t: datetime, *, first: bool = False) -> tuple[list[str], list[str], str]:
+        """(anchors of valid chains, anchors of valid chains the pins accept, first reason) at ``t``.
+
+        With ``first``, stops at the first chain that validates and that the pins accept
+        (enough to know the firmware still connects; the full lists are needed only to name a cause).
+        """
         nonlocal evaluated
         anchors, pinned, reason = [], [], ""
         for names, chain in chains:
-            verdict = engine.validate(chain, store, stack=stack, host=FIRMWARE_HOST, as_of=t)
+            verdict = engine.validate(chain, store, stack=stack, host=FIRMWARE_HOST, as_of=t, explain=not first)
             evaluated += 1
             if not verdict.valid:
                 reason = reason or verdict.reason
@@ -436,12 +440,14 @@ def firmware_break(
             through = [n for n in names if n != anchor_name] + ([anchor_name] if anchor_name else [])
             if pins is None or not profile.pins_enforced(t) or pins.matches(through, anchor_name, t):
                 pinned.append(verdict.anchor_sha256)
+                if first:
+                    break
         return anchors, pinned, reason
 
     if not store:
         return FirmwareBreak(as_of, FirmwareCause.NO_CHAIN, cause=(
             "the trust store holds no catalogue root or cross-sign: nothing AWS could serve validates"))
-    anchors, pinned, reason = alive(as_of)
+    anchors, pinned, reason = alive(as_of, first=True)
     if not anchors:
         return FirmwareBreak(as_of, FirmwareCause.NO_CHAIN, cause=(
             f"nothing AWS could serve validates with this store on {stack.id}: {reason}"), evaluated=evaluated)
@@ -451,7 +457,13 @@ def firmware_break(
     times = set(_candidates(shadow_store, as_of, end))
     if pins is not None:
         times |= {t for t in pins.instants() if as_of < t <= end}
+    previous = as_of
     for t in sorted(times):
+        now, now_pinned, reason = alive(t, first=True)
+        if now and now_pinned:
+            previous = t
+            continue
+        anchors, pinned, _ = alive(previous)   # the full set before the break, to name what ended it
         now, now_pinned, reason = alive(t)
         if not now:
             gone = [a for a in dict.fromkeys(anchors)
@@ -469,7 +481,6 @@ def firmware_break(
             return FirmwareBreak(t, FirmwareCause.PIN, "; ".join(p.text for p in profile.pins), "", (
                 f"from {t:%Y-%m-%d} no pin of the set matches anything AWS could serve "
                 "(what it pins expires and AWS serves a renewed certificate)"), evaluated)
-        anchors, pinned = now, now_pinned
     return FirmwareBreak(None, FirmwareCause.NONE, evaluated=evaluated)
 
 
