@@ -102,6 +102,8 @@ class Stack:
             the first one (mbed TLS x509_crt_find_parent_in, OpenSSL X509_STORE_CTX_get1_issuer).
         served_dates_need_signer: A served certificate's dates are checked only once its signer is known
             (wolfSSL ParseCertRelative returns ASN_NO_SIGNER_E before it looks at dates).
+        not_after_inclusive: A certificate is still valid at its notAfter second (RFC 5280 4.1.2.5);
+            OpenSSL's X509_cmp_time counts that second as past (measured, tests/README-reallibs.md).
     """
 
     id: str
@@ -121,6 +123,7 @@ class Stack:
     library: str = ""
     prefers_valid_twin: bool = True
     served_dates_need_signer: bool = False
+    not_after_inclusive: bool = True
 
     def __post_init__(self) -> None:
         if not self.id or self.id != self.id.strip().lower():
@@ -170,7 +173,8 @@ _ESP_BUNDLE = "espressif/esp-idf components/mbedtls/esp_crt_bundle/esp_crt_bundl
 _ESP_CROSS = "esp_crt_bundle.c esp_crt_ca_cb_callback, CONFIG_MBEDTLS_CERTIFICATE_BUNDLE_CROSS_SIGNED_VERIFY"
 _WOLF_PEER = "wolfSSL/wolfssl src/internal.c ProcessPeerCerts (v5.5.4): CA certificates last to first, then the peer"
 _WOLF_ALT = "WOLFSSL_ALT_CERT_CHAINS (configure --enable-altcertchains; wolfSSL/wolfssl#4443)"
-_WOLF_DATES = "wolfcrypt/src/asn.c ParseCertRelative; measured on Debian libwolfssl 5.5.4: anchor dates never checked"
+_WOLF_DATES = ("wolfcrypt/src/asn.c ParseCertRelative; a CA outside its dates is not loaded "
+               "(WOLFSSL_LOAD_FLAG_DATE_ERR_OKAY unset; measured on libwolfssl 5.5.4, tests/test_differential.py)")
 _WOLF_DEPTH = "wolfssl/internal.h MAX_CHAIN_DEPTH 9"
 _GNUTLS_HIGH = "gnutls lib/x509/verify-high.c gnutls_x509_trust_list_verify_crt2, _gnutls_sort_clist (3.7)"
 _GNUTLS_VFY = "gnutls lib/x509/verify.c _gnutls_verify_crt_status: cut at first trusted same name+key, check_ca_sanity"
@@ -180,6 +184,9 @@ _BEAR = "BearSSL src/x509/x509_minimal.t0 (chain in order, br_x509_trust_anchor 
 _ANDROID = ("Let's Encrypt 2020-12-21 'Extending Android Device Compatibility': anchor expiry not enforced; "
             "google/conscrypt#1130; Android TrustManagerImpl / conscrypt TrustedCertificateIndex")
 
+_OSSL_EVIDENCE = "verified against OpenSSL 3.0 (Debian 12 libssl3, security level 1, tests/test_differential.py)"
+_OSSL_OLD_EVIDENCE = ("verified against OpenSSL 3.0 with 1.0.x's search flags (path building; 1.0.x has no security "
+                      "levels, so SHA-1 and RSA-1024 acceptance is modelled from OpenSSL 1.0.2 crypto/x509/x509_vfy.c)")
 _OPENSSL_DEPTH = 102   # verify depth 100 intermediates + leaf + anchor (openssl-verification-options(1) -verify_depth)
 _MBED_DEPTH_N = 10     # MBEDTLS_X509_MAX_INTERMEDIATE_CA 8 + leaf + trusted CA (MBEDTLS_X509_MAX_VERIFY_CHAIN_SIZE)
 
@@ -190,7 +197,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.SELF_SIGNED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=1024, cn_fallback=True,
-        max_depth=_OPENSSL_DEPTH, evidence="modelled from openssl-3.0 crypto/x509/x509_vfy.c",
+        max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_EVIDENCE,
         sources=(_OSSL_VFY, _OSSL_TF, _OSSL_SEC, _OSSL_HOST),
     ),
     Stack(
@@ -199,7 +206,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=1024, cn_fallback=True,
-        max_depth=_OPENSSL_DEPTH, evidence="modelled from openssl-3.0 crypto/x509/x509_vfy.c",
+        max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_EVIDENCE,
         sources=(_OSSL_VFY, _OSSL_TF, _OSSL_SEC, _OSSL_HOST,
                  "aws/s2n-tls tls/s2n_x509_validator.c sets X509_V_FLAG_PARTIAL_CHAIN"),
     ),
@@ -209,7 +216,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.UNTRUSTED_FIRST, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.SELF_SIGNED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=0, cn_fallback=True,
-        max_depth=_OPENSSL_DEPTH, evidence="modelled from OpenSSL 1.0.1 crypto/x509/x509_vfy.c",
+        max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_OLD_EVIDENCE,
         sources=(_OSSL_VFY, "X509_V_FLAG_TRUSTED_FIRST cleared, X509_V_FLAG_NO_ALT_CHAINS set", _OSSL_HOST),
     ),
     Stack(
@@ -218,7 +225,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.UNTRUSTED_FIRST_ALT_CHAINS, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.SELF_SIGNED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=0, cn_fallback=True,
-        max_depth=_OPENSSL_DEPTH, evidence="modelled from OpenSSL 1.0.2 crypto/x509/x509_vfy.c",
+        max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_OLD_EVIDENCE,
         sources=(_OSSL_VFY, _OSSL_ALT, "X509_V_FLAG_TRUSTED_FIRST cleared", _OSSL_HOST),
     ),
     Stack(
@@ -227,7 +234,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        max_depth=_MBED_DEPTH_N, evidence="modelled from mbedtls-2.28 library/x509_crt.c",
+        max_depth=_MBED_DEPTH_N, evidence=("verified against mbed TLS 2.28 (Debian 12 libmbedtls 2.28.3, under libfaketime, "
+                  "tests/test_differential.py)"),
         sources=(_MBED_VFY, _MBED_PROFILE, _MBED_NAME, _MBED_DEPTH),
     ),
     Stack(
@@ -236,7 +244,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        max_depth=_MBED_DEPTH_N, evidence="modelled from mbedtls-3.6 library/x509_crt.c",
+        max_depth=_MBED_DEPTH_N, evidence=("modelled from mbedtls-3.6 library/x509_crt.c (the chain building and default profile of 2.28, "
+                  "which is verified; no 3.6 library is packaged here)"),
         sources=(_MBED_VFY.replace("2.28", "3.6"), _MBED_PROFILE, _MBED_NAME, _MBED_DEPTH),
     ),
     Stack(
@@ -245,7 +254,8 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.CHAIN_TOP, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        max_depth=_MBED_DEPTH_N, evidence=f"modelled from {_ESP_BUNDLE}",
+        max_depth=_MBED_DEPTH_N, evidence=(f"modelled from {_ESP_BUNDLE}; its callback re-implemented over real mbed TLS 2.28.3 agrees "
+                  "(tests/test_differential.py)"),
         sources=(_ESP_BUNDLE, _MBED_VFY, _MBED_PROFILE, _MBED_NAME),
     ),
     Stack(
@@ -262,9 +272,10 @@ _ALL: tuple[Stack, ...] = (
         id="wolfssl-5", title="wolfSSL 5 default build (every presented certificate must chain)", library="wolfSSL",
         ships_in="wolfMQTT / wolfSSL default builds on MCUs, Renesas and NXP SDK ports",
         search=SearchOrder.LAST_TO_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
-        anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.IGNORED,
+        anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_LOAD,
         use_all_presented=True, refuses_sha1=False, min_rsa_bits=1024, cn_fallback=True,
-        max_depth=10, evidence=f"modelled from {_WOLF_PEER}",
+        max_depth=10, evidence=("verified against wolfSSL 5.5 (default build of Debian's 5.5.4 source, real TLS 1.2 "
+                  "handshakes under libfaketime, tests/test_differential.py)"),
         sources=(_WOLF_PEER, _WOLF_DATES, _WOLF_DEPTH, "wolfSSL/wolfMQTT#184"),
         prefers_valid_twin=False, served_dates_need_signer=True,
     ),
@@ -272,9 +283,10 @@ _ALL: tuple[Stack, ...] = (
         id="wolfssl-5-alt-chains", title="wolfSSL 5 with WOLFSSL_ALT_CERT_CHAINS", library="wolfSSL with alternative chains",
         ships_in="Debian/Ubuntu libwolfssl, OpenWrt (since the DST Root CA X3 expiry)",
         search=SearchOrder.LAST_TO_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
-        anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.IGNORED,
+        anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_LOAD,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=1024, cn_fallback=True,
-        max_depth=10, evidence=f"modelled from {_WOLF_PEER}",
+        max_depth=10, evidence=("verified against wolfSSL 5.5 (Debian 12 libwolfssl 5.5.4, --enable-distro, real TLS 1.2 "
+                  "handshakes under libfaketime, tests/test_differential.py)"),
         sources=(_WOLF_PEER, _WOLF_ALT, _WOLF_DATES, _WOLF_DEPTH),
         prefers_valid_twin=False, served_dates_need_signer=True,
     ),
@@ -284,7 +296,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.SORTED_TRIM, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=0, cn_fallback=True,
-        max_depth=16, evidence="modelled from gnutls 3.7 lib/x509/verify-high.c",
+        max_depth=16, evidence="verified against GnuTLS 3.7 (Debian 12 3.7.9-2+deb12u*, tests/test_differential.py)",
         sources=(_GNUTLS_HIGH, _GNUTLS_VFY, _GNUTLS_SIG, _GNUTLS_DEPTH),
         prefers_valid_twin=False,
     ),
@@ -294,7 +306,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.CHAIN_ORDER, served_issuers=ServedIssuers.NEXT_IN_LIST,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=1024, cn_fallback=True,
-        max_depth=32, evidence=f"modelled from {_BEAR}",
+        max_depth=32, evidence="verified against BearSSL 0.6 (Debian 12 libbearssl0, tests/test_differential.py)",
         sources=(_BEAR, "rustls/webpki-roots#70 (a name-and-key anchor has no validity)"),
         prefers_valid_twin=False,
     ),
@@ -305,7 +317,8 @@ _ALL: tuple[Stack, ...] = (
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=1024, cn_fallback=False,
         max_depth=16, evidence=f"modelled from {_ANDROID}",
-        sources=(_ANDROID,),
+        sources=(_ANDROID, "no CN fallback since Android 9: r.android.com/581382, google/conscrypt#1145, square/okhttp#3764",
+                 "conscrypt ChainStrengthAnalyzer: SHA-1 signatures and RSA < 1024 refused below the anchor"),
         prefers_valid_twin=False,
     ),
 )

@@ -15,8 +15,13 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import shutil
+import socket
+import ssl
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -38,6 +43,17 @@ def require_library(stack_id: str) -> None:
     if reason is None:
         return
     message = f"real library for tls_stack {stack_id!r} unavailable: {reason}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_tool(command: str, package: str) -> str:
+    """The path of ``command``; skip (locally) or fail (CI=true) naming the Debian ``package`` when it is missing."""
+    found = shutil.which(command)
+    if found is not None:
+        return found
+    message = f"the {command} command is missing: install the Debian package {package}"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
@@ -204,6 +220,8 @@ def named_cases(pki: AwsLikePki) -> dict[str, Case]:
         "cn_only_leaf": p.case([p.leaf_cn_only, p.inter], [p.root1]),
         "cn_only_leaf_wrong_host": p.case([p.leaf_cn_only, p.inter], [p.root1], host="other.iot.lab.example"),
         "cn_host_ip_only_san": p.case([p.leaf_ip_san, p.inter], [p.root1]),
+        "ip_host_ip_san": p.case([p.leaf_ip_san, p.inter], [p.root1], host="127.0.0.1"),
+        "trailing_dot_host": p.case([p.leaf, p.inter], [p.root1], host=HOST + "."),
         "sha1_intermediate": p.case([p.leaf, p.inter_sha1], [p.root1]),
         "rsa1024_intermediate": p.case([p.leaf_under_1024, p.inter_1024], [p.root1]),
         "cross_signed_root1_alone": p.case(p.served_as_aws, [p.root1_cross]),
@@ -228,3 +246,40 @@ def named_cases(pki: AwsLikePki) -> dict[str, Case]:
         "after_class2_expiry_g2": p.case([p.leaf_2034, p.inter, p.root1_cross, p.g2_cross], [p.g2],
                                          as_of=at(2034, 7, 1)),
     }
+
+
+def case_key_pem(pki: AwsLikePki, case: Case) -> bytes:
+    """The PEM private key of the leaf ``case`` serves (for a real TLS server)."""
+    leaves = (pki.leaf, pki.leaf_expired, pki.leaf_cn_only, pki.leaf_under_1024, pki.leaf_ip_san, pki.leaf_2034)
+    key = {leaf.der: leaf.key for leaf in leaves}[case.served[0]]
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def serve_chain_once(served: tuple[bytes, ...], key_pem: bytes, directory: Path) -> tuple[int, threading.Thread]:
+    """A TLS server on 127.0.0.1 that sends ``served`` (in that order) to one client, then stops."""
+    chain = directory / "served.pem"
+    chain.write_text("".join(ssl.DER_cert_to_PEM_cert(der) for der in served))
+    key = directory / "key.pem"
+    key.write_bytes(key_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the server send SHA-1 and RSA-1024 chains
+    context.load_cert_chain(chain, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+
+    def serve() -> None:
+        with listener:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                try:
+                    with context.wrap_socket(connection, server_side=True) as tls:
+                        tls.recv(1)
+                except (OSError, ssl.SSLError):
+                    pass  # the client refused the chain: that is the point
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread

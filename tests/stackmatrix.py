@@ -27,9 +27,11 @@ WRONG_HOST = "dev1.other.example"
 
 DATES: dict[str, datetime] = {
     "before-leaf": datetime(2024, 6, 1, tzinfo=UTC),        # leaf not yet valid
+    "at-leaf-start": datetime(2025, 1, 1, tzinfo=UTC),      # the leaf's notBefore second
     "inside": datetime(2025, 6, 1, tzinfo=UTC),             # everything valid (but the old Root CA 1 twin)
     "after-sfsg2-cross": datetime(2034, 6, 28, 12, tzinfo=UTC),  # SFS G2 cross-sign expired, Starfield Class 2 valid
     "after-starfield": datetime(2034, 7, 1, tzinfo=UTC),    # Starfield Class 2 expired too; leaf still valid
+    "at-leaf-end": datetime(2036, 1, 1, tzinfo=UTC),        # the leaf's notAfter second (OpenSSL: already past)
     "after-leaf": datetime(2036, 6, 1, tzinfo=UTC),         # the leaf expired
 }
 
@@ -102,12 +104,17 @@ class Pki:
             "leaf": rsa.generate_private_key(public_exponent=65537, key_size=2048),
             "leaf3": ec.generate_private_key(ec.SECP256R1()),
             "other": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            **{f"level{k}": ec.generate_private_key(ec.SECP256R1()) for k in range(1, 10)},
+            "leaf8": ec.generate_private_key(ec.SECP256R1()),
+            "leaf9": ec.generate_private_key(ec.SECP256R1()),
         }
         specs = {
             # Starfield Class 2 is SHA-1 self-signed, like the real one (a trust anchor's own signature is not checked).
             "sfc2": _Spec("Lab Starfield Class 2 CA", "sfc2", None, _d(2004, 6, 29), _d(2034, 6, 29), hash_name="sha1"),
             "sfsg2": _Spec("Lab Starfield Services Root CA G2", "sfsg2", None, _d(2009, 9, 1), _d(2037, 12, 31)),
             "sfsg2x": _Spec("Lab Starfield Services Root CA G2", "sfsg2", "sfc2", _d(2009, 9, 2), _d(2034, 6, 28)),
+            # A G2 cross-sign renewed past Starfield Class 2's end, as AWS would have to serve for Class 2 to matter.
+            "sfsg2xr": _Spec("Lab Starfield Services Root CA G2", "sfsg2", "sfc2", _d(2024, 1, 1), _d(2040, 1, 1)),
             "root1": _Spec("Lab Amazon Root CA 1", "root1", None, _d(2015, 5, 26), _d(2038, 1, 17)),
             "root1x": _Spec("Lab Amazon Root CA 1", "root1", "sfsg2", _d(2015, 5, 25), _d(2037, 12, 31)),
             "root1old": _Spec("Lab Amazon Root CA 1", "root1", None, _d(2010, 1, 1), _d(2024, 12, 31)),
@@ -123,6 +130,12 @@ class Pki:
             "leaf3": _Spec("*.iot.lab.example", "leaf3", "m02", _d(2025, 1, 1), _d(2036, 1, 1), ca=False),
             "other": _Spec("Lab Unrelated Root CA", "other", None, _d(2015, 1, 1), _d(2040, 1, 1)),
         }
+        # A deep chain under Root CA 1 for the depth limits: level1 <- root1, level(k) <- level(k-1).
+        for k in range(1, 10):
+            specs[f"level{k}"] = _Spec(f"Lab Level {k} CA", f"level{k}", "root1" if k == 1 else f"level{k - 1}",
+                                       _d(2022, 1, 1), _d(2037, 1, 1))
+        for k in (8, 9):
+            specs[f"leaf{k}"] = _Spec("*.iot.lab.example", f"leaf{k}", f"level{k}", _d(2025, 1, 1), _d(2036, 1, 1), ca=False)
         self.certs: dict[str, x509.Certificate] = {}
         for short in specs:
             self._make(short, specs)
@@ -181,6 +194,7 @@ def pki() -> Pki:
 # Served chains, by label: certificate short names in the order served.
 CHAINS: dict[str, tuple[str, ...]] = {
     "as-served": ("leaf", "m01", "root1x", "sfsg2x"),
+    "renewed-cross": ("leaf", "m01", "root1x", "sfsg2xr"),
     "intermediate-last": ("leaf", "root1x", "sfsg2x", "m01"),
     "reversed": ("leaf", "sfsg2x", "root1x", "m01"),
     "duplicates": ("leaf", "m01", "m01", "root1x", "sfsg2x", "sfsg2x"),
@@ -195,6 +209,10 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "sha1-intermediate-no-cross": ("leaf", "m01sha1"),
     "rsa1024-intermediate": ("leafweak", "weak", "root1x", "sfsg2x"),
     "leaf-without-san": ("leafnosan", "m01", "root1x", "sfsg2x"),
+    # 8 and 9 intermediates under Root CA 1: mbed TLS's MBEDTLS_X509_MAX_INTERMEDIATE_CA is 8, wolfSSL's
+    # MAX_CHAIN_DEPTH 9 served certificates.
+    "depth-8": ("leaf8", *(f"level{k}" for k in range(8, 0, -1))),
+    "depth-9": ("leaf9", *(f"level{k}" for k in range(9, 0, -1))),
 }
 
 # Trust stores, by label: short names in the order the firmware loads them.
@@ -212,3 +230,24 @@ STORES: dict[str, tuple[str, ...]] = {
     "all": ("root1", "root3", "sfsg2", "sfc2"),
     "all-reversed": ("sfc2", "sfsg2", "root3", "root1"),
 }
+
+
+@dataclass(frozen=True)
+class MatrixCase:
+    """One labelled question of the differential matrix."""
+
+    chain: str
+    store: str
+    date: str
+    host: str
+
+    @property
+    def label(self) -> str:
+        return f"chain={self.chain} store={self.store} date={self.date} host={self.host}"
+
+
+def matrix() -> list[MatrixCase]:
+    """Every chain x store x date with the right host name, plus every chain x store with a wrong one."""
+    out = [MatrixCase(c, s, d, HOST) for c in CHAINS for s in STORES for d in DATES]
+    out += [MatrixCase(c, s, "inside", WRONG_HOST) for c in CHAINS for s in STORES]
+    return out

@@ -7,11 +7,12 @@ on Debian 12); the path model of the bearssl stack must reproduce them. The help
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
 from iotaudit.crosscheck import Case, _bearssl
-from tests.reallib import AS_OF, HOST, aws_like_pki, named_cases, require_library
+from tests.reallib import AS_OF, HOST, aws_like_pki, case_key_pem, named_cases, require_library, serve_chain_once
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +39,8 @@ EXPECTED: dict[str, str] = {
     "cn_only_leaf": "",
     "cn_only_leaf_wrong_host": "BR_ERR_X509_BAD_SERVER_NAME (56) at certificate 0",
     "cn_host_ip_only_san": "BR_ERR_X509_BAD_SERVER_NAME (56) at certificate 0",
+    "ip_host_ip_san": "BR_ERR_X509_BAD_SERVER_NAME (56) at certificate 0",
+    "trailing_dot_host": "BR_ERR_X509_BAD_SERVER_NAME (56) at certificate 0",
     "sha1_intermediate": "",
     "rsa1024_intermediate": "",
     "cross_signed_root1_alone": "",
@@ -154,3 +157,19 @@ def test_an_unknown_stack_is_refused() -> None:
 def test_library_version_names_the_shared_library() -> None:
     require_library(STACK)
     assert _bearssl.library_version().startswith("BearSSL 0.")
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_the_helper_decides_as_a_real_bearssl_handshake(name: str, tmp_path: Path) -> None:
+    # The same anchors, time and host through br_ssl_client_reset and a real handshake with a
+    # loopback server that sends the served chain: the engine must refuse exactly what 'V' refuses,
+    # with the same BR_ERR_X509_* code.
+    require_library(STACK)
+    pki = aws_like_pki()
+    case = named_cases(pki)[name]
+    port, server = serve_chain_once(case.served, case_key_pem(pki, case), tmp_path)
+    shaken = _bearssl.handshake(case, port)
+    server.join(timeout=20)
+    assert shaken.valid == (EXPECTED[name] == ""), shaken.error
+    if not shaken.valid:
+        assert EXPECTED[name].startswith(shaken.error.removesuffix(" in the handshake") + " ")

@@ -7,11 +7,17 @@ Debian 12); the path model of the gnutls-3.7 stack must reproduce them.
 from __future__ import annotations
 
 import ctypes
+import os
+import re
+import ssl
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from iotaudit.crosscheck import Case, _gnutls
-from tests.reallib import AS_OF, HOST, rsa_key, at, aws_like_pki, issue, named_cases, require_library
+from tests.reallib import (AS_OF, HOST, at, aws_like_pki, case_key_pem, issue, named_cases, require_library, require_tool,
+                           rsa_key, serve_chain_once)
 
 STACK = "gnutls-3.7"
 
@@ -36,6 +42,8 @@ EXPECTED: dict[str, str] = {
     "cn_only_leaf": "",
     "cn_only_leaf_wrong_host": "GNUTLS_CERT_INVALID|GNUTLS_CERT_UNEXPECTED_OWNER (0x4002): The certificate is NOT trusted. The name in the certificate does not match the expected.",
     "cn_host_ip_only_san": "GNUTLS_CERT_INVALID|GNUTLS_CERT_UNEXPECTED_OWNER (0x4002): The certificate is NOT trusted. The name in the certificate does not match the expected.",
+    "ip_host_ip_san": "",
+    "trailing_dot_host": "GNUTLS_CERT_INVALID|GNUTLS_CERT_UNEXPECTED_OWNER (0x4002): The certificate is NOT trusted. The name in the certificate does not match the expected.",
     "sha1_intermediate": "GNUTLS_CERT_INVALID|GNUTLS_CERT_INSECURE_ALGORITHM (0x102): The certificate is NOT trusted. The certificate chain uses insecure algorithm.",
     "rsa1024_intermediate": "",
     "cross_signed_root1_alone": "GNUTLS_CERT_INVALID|GNUTLS_CERT_SIGNER_NOT_FOUND (0x42): The certificate is NOT trusted. The certificate issuer is unknown.",
@@ -155,3 +163,35 @@ def test_a_non_ascii_host_is_refused_before_asking() -> None:
     pki = aws_like_pki()
     with pytest.raises(ValueError, match="IDNA A-label"):
         _gnutls.verify_many(STACK, [pki.case([pki.leaf, pki.inter], [pki.root1], host="bücher.example")])
+
+
+# --- the adapter against a real gnutls-cli handshake on 127.0.0.1, at the case's time under libfaketime --
+
+# gnutls-cli always checks a host name, and canonicalises it (src/cli.c canonicalize_host drops a
+# trailing dot) before the library sees it; the adapter gives the library the host as the case has it.
+NOT_COMPARABLE = {"no_host_check", "trailing_dot_host"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [name for name in EXPECTED if name not in NOT_COMPARABLE])
+def test_the_adapter_decides_as_a_real_gnutls_cli_handshake(name: str, tmp_path: Path) -> None:
+    require_library(STACK)
+    gnutls_cli = require_tool("gnutls-cli", "gnutls-bin")
+    faketime = require_tool("faketime", "faketime")
+    pki = aws_like_pki()
+    case = named_cases(pki)[name]
+    assert case.host is not None
+    store = tmp_path / "store.pem"
+    store.write_text("".join(ssl.DER_cert_to_PEM_cert(der) for der in case.store))
+    port, server = serve_chain_once(case.served, case_key_pem(pki, case), tmp_path)
+    command = [faketime, "-f", case.as_of.strftime("@%Y-%m-%d %H:%M:%S"), gnutls_cli, "--x509cafile", str(store),
+               "--port", str(port), "--verify-hostname", case.host, "127.0.0.1"]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": "UTC", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                          env=env, check=False)
+    server.join(timeout=20)
+    status = re.search(r"- Status: (.*)", done.stdout + done.stderr)
+    assert status, done.stdout + done.stderr
+    (verdict,) = _gnutls.verify_many(STACK, [case])
+    assert (done.returncode == 0) == verdict.valid, status.group(1)
+    assert verdict.error.endswith(status.group(1).strip()) or verdict.valid

@@ -7,10 +7,16 @@ tests fail if the adapter stops asking the library the way a TLS client does.
 
 from __future__ import annotations
 
+import re
+import ssl
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from iotaudit.crosscheck import Case, _openssl
-from tests.reallib import AS_OF, HOST, aws_like_pki, named_cases, require_library
+from tests.reallib import (AS_OF, HOST, aws_like_pki, case_key_pem, named_cases, require_library, require_tool,
+                           serve_chain_once)
 
 # case name -> "" (accepted) or the library's error, per stack.
 EXPECTED: dict[str, dict[str, str]] = {
@@ -34,6 +40,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "cn_only_leaf": "",
         "cn_only_leaf_wrong_host": "X509_V_ERR_HOSTNAME_MISMATCH (62): hostname mismatch at depth 0",
         "cn_host_ip_only_san": "",
+        "ip_host_ip_san": "",
+        "trailing_dot_host": "X509_V_ERR_HOSTNAME_MISMATCH (62): hostname mismatch at depth 0",
         "sha1_intermediate": "X509_V_ERR_CA_MD_TOO_WEAK (68): CA signature digest algorithm too weak at depth 1",
         "rsa1024_intermediate": "",
         "cross_signed_root1_alone": "X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT (2): unable to get issuer certificate at depth 2",
@@ -75,6 +83,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "cn_only_leaf": "",
         "cn_only_leaf_wrong_host": "X509_V_ERR_HOSTNAME_MISMATCH (62): hostname mismatch at depth 0",
         "cn_host_ip_only_san": "",
+        "ip_host_ip_san": "",
+        "trailing_dot_host": "X509_V_ERR_HOSTNAME_MISMATCH (62): hostname mismatch at depth 0",
         "sha1_intermediate": "X509_V_ERR_CA_MD_TOO_WEAK (68): CA signature digest algorithm too weak at depth 1",
         "rsa1024_intermediate": "",
         "cross_signed_root1_alone": "",
@@ -116,6 +126,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "cn_only_leaf": "",
         "cn_only_leaf_wrong_host": "X509_V_ERR_HOSTNAME_MISMATCH (62): hostname mismatch at depth 0",
         "cn_host_ip_only_san": "",
+        "ip_host_ip_san": "",
+        "trailing_dot_host": "X509_V_ERR_HOSTNAME_MISMATCH (62): hostname mismatch at depth 0",
         "sha1_intermediate": "X509_V_ERR_CA_MD_TOO_WEAK (68): CA signature digest algorithm too weak at depth 1",
         "rsa1024_intermediate": "",
         "cross_signed_root1_alone": "X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY (20): unable to get local issuer certificate at depth 3",
@@ -157,6 +169,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "cn_only_leaf": "",
         "cn_only_leaf_wrong_host": "X509_V_ERR_HOSTNAME_MISMATCH (62): hostname mismatch at depth 0",
         "cn_host_ip_only_san": "",
+        "ip_host_ip_san": "",
+        "trailing_dot_host": "X509_V_ERR_HOSTNAME_MISMATCH (62): hostname mismatch at depth 0",
         "sha1_intermediate": "X509_V_ERR_CA_MD_TOO_WEAK (68): CA signature digest algorithm too weak at depth 1",
         "rsa1024_intermediate": "",
         "cross_signed_root1_alone": "X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT (2): unable to get issuer certificate at depth 2",
@@ -257,3 +271,50 @@ def test_an_unknown_stack_is_refused() -> None:
 def test_library_version_is_what_the_library_reports() -> None:
     require_library("openssl-3")
     assert _openssl.library_version().startswith("OpenSSL 3.")
+
+
+# --- the adapter against a real OpenSSL TLS client handshake on 127.0.0.1 ----------------------------
+
+HANDSHAKE_CASES = ["valid", "valid_as_aws_root1", "valid_as_aws_class2", "missing_intermediate", "anchor_not_in_store",
+                   "leaf_expired", "leaf_not_yet_valid", "leaf_at_not_after", "anchor_expired", "wrong_host",
+                   "cn_only_leaf", "cn_host_ip_only_san", "sha1_intermediate", "rsa1024_intermediate",
+                   "cross_signed_root1_alone", "intermediate_alone", "inter_after_cross_signs",
+                   "anchor_expired_then_valid_twin", "after_class2_expiry_class2"]
+
+
+def _s_client_verdict(openssl: str, case: Case, port: int, directory: Path, partial_chain: bool) -> int:
+    """The X509_V_ERR code the ``openssl s_client`` TLS client ends its handshake with (0 = trusted)."""
+    store = directory / "store.pem"
+    store.write_text("".join(ssl.DER_cert_to_PEM_cert(der) for der in case.store))
+    command = [openssl, "s_client", "-connect", f"127.0.0.1:{port}",
+               "-CAfile", str(store), "-attime", str(int(case.as_of.timestamp())), "-verify_return_error",
+               "-auth_level", str(_openssl.SECURITY_LEVEL), "-cipher", f"DEFAULT:@SECLEVEL={_openssl.SECURITY_LEVEL}",
+               "-servername", HOST]
+    if case.host is not None:
+        command += ["-verify_hostname", case.host]
+    if partial_chain:
+        command.append("-partial_chain")
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False)
+    output = done.stdout + done.stderr
+    if match := re.search(r"verify error:num=(\d+):", output):
+        return int(match.group(1))
+    match = re.search(r"Verify return code: (\d+)", output)
+    assert match, output
+    return int(match.group(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", ["openssl-3", "openssl-3-partial-chain"])
+@pytest.mark.parametrize("name", HANDSHAKE_CASES)
+def test_the_adapter_decides_as_a_real_openssl_handshake(stack: str, name: str, tmp_path: Path) -> None:
+    require_library(stack)
+    openssl = require_tool("openssl", "openssl")
+    pki = aws_like_pki()
+    case = named_cases(pki)[name]
+    port, server = serve_chain_once(case.served, case_key_pem(pki, case), tmp_path)
+    code = _s_client_verdict(openssl, case, port, tmp_path, partial_chain=stack == "openssl-3-partial-chain")
+    server.join(timeout=20)
+    (verdict,) = _openssl.verify_many(stack, [case])
+    assert (code == 0) == verdict.valid
+    if code:
+        assert verdict.error.startswith(f"X509_V_ERR_{_openssl._ERROR_NAMES[code]} ({code}):")

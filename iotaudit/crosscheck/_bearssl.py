@@ -203,3 +203,42 @@ def verify_many(stack_id: str, cases: Sequence[Case]) -> list[LibraryVerdict]:
             where = "at end of chain" if second >= len(cases[key].served) else f"at certificate {second}"
             verdicts.append(LibraryVerdict(False, f"BR_ERR_X509_{name} ({first}) {where}", version))
     return verdicts
+
+
+def handshake(case: Case, port: int) -> LibraryVerdict:
+    """The same question as :func:`verify_many` asks, answered by a real BearSSL TLS client handshake.
+
+    The helper connects to ``127.0.0.1:port`` (a server that sends ``case.served``), runs
+    ``br_ssl_client_init_full`` with the case's anchors and time, ``br_ssl_client_reset`` with the
+    host, and writes one byte; the verdict is ``br_ssl_engine_last_error``. The tests use it to
+    prove that :func:`verify_many` decides as the handshake does.
+
+    Args:
+        case: The question; ``case.served`` is ignored (the server sends the chain).
+        port: A TLS server on 127.0.0.1.
+
+    Returns:
+        The handshake's verdict; a refusal reads ``"BR_ERR_X509_<NAME> (<code>) in the handshake"``
+        (or ``BR_ERR <code>`` for a non-X.509 engine error).
+    """
+    helper = _helper()
+    if helper is None:
+        raise RuntimeError(_state["error"])
+    if case.host is not None and not case.host.isascii():
+        raise ValueError(f"host {case.host!r} is not ASCII; give its IDNA A-label")
+    request = bytearray(b"A" + struct.pack(">II", 0, len(case.store)))
+    for der in case.store:
+        request += _blob(der)
+    request += b"H" + struct.pack(">I", 0)
+    request += struct.pack(">I", _NO_HOST) if case.host is None else _blob(case.host.encode("ascii"))
+    request += struct.pack(">III", *bearssl_time(case.as_of), port)
+    reply = _run(helper, bytes(request))
+    bad, store_err, err, _ = struct.unpack(">IIII", reply)
+    version = library_version()
+    if bad:
+        return LibraryVerdict(False, f"br_x509_decoder cannot make a trust anchor of trust store certificate {bad}: "
+                                     f"BR_ERR_X509_{_ERROR_NAMES.get(store_err, 'UNKNOWN')} ({store_err})", version)
+    if err == 0:
+        return LibraryVerdict(True, "", version)
+    name = f"BR_ERR_X509_{_ERROR_NAMES[err]}" if err in _ERROR_NAMES else "BR_ERR"
+    return LibraryVerdict(False, f"{name} ({err}) in the handshake", version)

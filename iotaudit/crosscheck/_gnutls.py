@@ -245,7 +245,7 @@ def verify_many(stack_id: str, cases: Sequence[Case]) -> list[LibraryVerdict]:
         quotes ``gnutls_certificate_verification_status_print``.
 
     Raises:
-        ValueError: ``stack_id`` is not a GnuTLS stack.
+        ValueError: ``stack_id`` is not a GnuTLS stack, or a host name is not ASCII.
         RuntimeError: GnuTLS cannot be loaded here (see :func:`unavailable`).
     """
     if stack_id not in STACK_IDS:

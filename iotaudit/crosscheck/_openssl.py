@@ -13,7 +13,9 @@ client runs on the server's Certificate message:
 5. ``X509_verify_cert(ctx)``; the first error is fatal (no verify callback).
 
 The host check uses a real ``SSL`` object from ``libssl`` (``SSL_set1_host`` then ``SSL_get0_param``),
-so whatever ``SSL_set1_host`` does with the name on this build is what the adapter does.
+one per case as one per connection, so whatever ``SSL_set1_host`` does with the name on this build is
+what the adapter does (3.0.x turns an IP literal into an iPAddress check, and keeps it set across
+later calls on the same ``SSL``).
 
 Security level: the ``openssl-3`` stack is an OpenSSL 3 client at level 1, upstream's default
 (``SSL_set_security_level(s, 1)``). Debian compiles libssl with default level 2; a Debian client
@@ -223,7 +225,7 @@ class _Batch:
                 self.lib.X509_free(x509)
 
 
-def _verify_one(lib: _Lib, batch: _Batch, ssl: int, flags: tuple[int, int], case: Case, version: str) -> LibraryVerdict:
+def _verify_one(lib: _Lib, batch: _Batch, ssl_ctx: int, flags: tuple[int, int], case: Case, version: str) -> LibraryVerdict:
     store = batch.store(case.store)
     if isinstance(store, str):
         return LibraryVerdict(False, store, version)
@@ -234,14 +236,20 @@ def _verify_one(lib: _Lib, batch: _Batch, ssl: int, flags: tuple[int, int], case
             # A TLS client fails to decode the Certificate message before any path building.
             return LibraryVerdict(False, f"d2i_X509 cannot decode served certificate {number}", version)
         served.append(x509)
-    host = None if case.host is None else case.host.encode("ascii")
-    if lib.SSL_set1_host(ssl, host) != 1:
-        return LibraryVerdict(False, f"SSL_set1_host refused the host name {case.host!r}", version)
+    # A fresh SSL per case, as per connection: SSL_set1_host keeps an IP address set by an earlier
+    # call (it parses an IP literal into the IP check), so one SSL must not serve two hosts.
+    ssl = lib.SSL_new(ssl_ctx)
+    if not ssl:
+        raise MemoryError("SSL_new failed")
     chain = lib.OPENSSL_sk_new_null()
     ctx = lib.X509_STORE_CTX_new()
-    if not chain or not ctx:
-        raise MemoryError("OPENSSL_sk_new_null / X509_STORE_CTX_new failed")
     try:
+        if not chain or not ctx:
+            raise MemoryError("OPENSSL_sk_new_null / X509_STORE_CTX_new failed")
+        lib.SSL_set_security_level(ssl, SECURITY_LEVEL)
+        host = None if case.host is None else case.host.encode("ascii")
+        if host is not None and lib.SSL_set1_host(ssl, host) != 1:
+            return LibraryVerdict(False, f"SSL_set1_host refused the host name {case.host!r}", version)
         for x509 in served:
             if not lib.OPENSSL_sk_push(chain, x509):
                 raise MemoryError("OPENSSL_sk_push failed")
@@ -270,6 +278,7 @@ def _verify_one(lib: _Lib, batch: _Batch, ssl: int, flags: tuple[int, int], case
     finally:
         lib.X509_STORE_CTX_free(ctx)
         lib.OPENSSL_sk_free(chain)
+        lib.SSL_free(ssl)
         lib.ERR_clear_error()
 
 
@@ -299,17 +308,12 @@ def verify_many(stack_id: str, cases: Sequence[Case]) -> list[LibraryVerdict]:
             raise ValueError(f"host {case.host!r} is not ASCII; give its IDNA A-label")
     flags = _STACK_FLAGS[stack_id]
     ssl_ctx = lib.SSL_CTX_new(lib.TLS_client_method())
-    ssl = lib.SSL_new(ssl_ctx) if ssl_ctx else None
-    if not ssl:
-        if ssl_ctx:
-            lib.SSL_CTX_free(ssl_ctx)
-        raise MemoryError("SSL_CTX_new / SSL_new failed")
-    lib.SSL_set_security_level(ssl, SECURITY_LEVEL)
+    if not ssl_ctx:
+        raise MemoryError("SSL_CTX_new failed")
     batch = _Batch(lib)
     try:
-        return [_verify_one(lib, batch, ssl, flags, case, version) for case in cases]
+        return [_verify_one(lib, batch, ssl_ctx, flags, case, version) for case in cases]
     finally:
         batch.free()
-        lib.SSL_free(ssl)
         lib.SSL_CTX_free(ssl_ctx)
         lib.ERR_clear_error()

@@ -17,6 +17,10 @@
  *                                            raised, n when it was raised by end_chain)
  *        the certificates are pushed in served order, like the SSL engine does with the
  *        Certificate message: start_chain(server_name), start_cert/append/end_cert each, end_chain.
+ *   'H' id hostlen host days secs port    -> u32 err (br_ssl_engine_last_error, 0 = handshake done), u32 0
+ *        the same question through a real BearSSL TLS client handshake with 127.0.0.1:<port>
+ *        (br_ssl_client_reset with the server name, one application byte written): the tests use
+ *        it to prove that 'V' decides as the handshake does.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -24,6 +28,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <bearssl.h>
 
@@ -223,6 +233,71 @@ static void verify(void)
 	free(host);
 }
 
+static int sock_read(void *ctx, unsigned char *buf, size_t len)
+{
+	for (;;) {
+		ssize_t r = read(*(int *)ctx, buf, len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		return r <= 0 ? -1 : (int)r;
+	}
+}
+
+static int sock_write(void *ctx, const unsigned char *buf, size_t len)
+{
+	for (;;) {
+		ssize_t w = write(*(int *)ctx, buf, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		return w <= 0 ? -1 : (int)w;
+	}
+}
+
+static unsigned char iobuf[BR_SSL_BUFSIZE_BIDI];
+
+static void handshake(void)
+{
+	uint32_t id = read_u32(), hostlen = read_u32(), days, secs, port;
+	char *host = NULL;
+	struct sockaddr_in addr;
+	br_sslio_context ioc;
+	int fd, err;
+
+	if (hostlen != 0xFFFFFFFFu) {
+		if (hostlen > 1024)
+			die("server name too long");
+		host = xmalloc(hostlen + 1);
+		read_exact(host, hostlen);
+		host[hostlen] = 0;
+	}
+	days = read_u32();
+	secs = read_u32();
+	port = read_u32();
+	if (id >= sets_len || !sets[id].defined)
+		die("unknown anchor set");
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&addr, 0, sizeof addr);
+	addr.sin_family = AF_INET;
+	addr.sin_port = htons((uint16_t)port);
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
+		die("cannot connect to 127.0.0.1");
+	br_ssl_client_init_full(&client, &xc, sets[id].tas, sets[id].num);
+	br_x509_minimal_set_time(&xc, days, secs);
+	br_ssl_engine_set_buffer(&client.eng, iobuf, sizeof iobuf, 1);
+	br_ssl_client_reset(&client, host, 0);
+	br_sslio_init(&ioc, &client.eng, sock_read, &fd, sock_write, &fd);
+	if (br_sslio_write_all(&ioc, "x", 1) == 0)
+		br_sslio_flush(&ioc);
+	err = br_ssl_engine_last_error(&client.eng);
+	if (err == 0)
+		br_sslio_close(&ioc);
+	close(fd);
+	write_u32((uint32_t)err);
+	write_u32(0);
+	free(host);
+}
+
 static void info(void)
 {
 	Dl_info dl;
@@ -241,6 +316,7 @@ int main(void)
 		case 'I': info(); break;
 		case 'A': define_set(); break;
 		case 'V': verify(); break;
+		case 'H': handshake(); break;
 		default: die("unknown request");
 		}
 	}
