@@ -215,11 +215,18 @@ class ChainBreak:
             raise ValueError("break_date must be timezone-aware")
 
 
-def _candidates(certs: Iterable[x509.Certificate], start: datetime, stop: datetime) -> list[datetime]:
-    """Instants in (start, stop] where some certificate enters or leaves its validity period."""
+def _gone(cert: x509.Certificate, stack: Stack) -> datetime:
+    """The first instant ``stack`` counts ``cert`` as expired: ``not_after`` + 1 s (RFC 5280 4.1.2.5: the
+    validity period includes ``not_after``), or ``not_after`` itself where the library counts that second
+    as past (OpenSSL's X509_cmp_time; :attr:`iotaudit.stacks.Stack.not_after_inclusive`)."""
+    return cert.not_valid_after_utc + (ONE_SECOND if stack.not_after_inclusive else timedelta(0))
+
+
+def _candidates(certs: Iterable[x509.Certificate], start: datetime, stop: datetime, stack: Stack) -> list[datetime]:
+    """Instants in (start, stop] where some certificate enters or leaves its validity period on ``stack``."""
     times = set()
     for cert in certs:
-        for t in (cert.not_valid_before_utc, cert.not_valid_after_utc + ONE_SECOND):
+        for t in (cert.not_valid_before_utc, _gone(cert, stack)):
             if start < t <= stop:
                 times.add(t)
     return sorted(times)
@@ -262,18 +269,18 @@ def chain_break(
     first = engine.validate(chain, anchors, stack=stack, host=host, as_of=as_of)
     if not first.valid:
         return ChainBreak(False, None, reason=first.reason, evaluated=1)
-    stop = min(end, served[0].not_valid_after_utc + ONE_SECOND)
+    stop = min(end, _gone(served[0], stack))
     by_fp = {cert_sha256(x): x for x in [*served, *store]}
     last = first
     evaluated = 1
-    for t in _candidates(by_fp.values(), as_of, stop):
+    for t in _candidates(by_fp.values(), as_of, stop, stack):
         verdict = engine.validate(chain, anchors, stack=stack, host=host, as_of=t)
         evaluated += 1
         if not verdict.valid:
             cause = tuple(
                 fp for fp in last.path_sha256
-                if fp in by_fp and by_fp[fp].not_valid_after_utc + ONE_SECOND == t
-            ) or tuple(fp for fp, x in by_fp.items() if x.not_valid_after_utc + ONE_SECOND == t)
+                if fp in by_fp and _gone(by_fp[fp], stack) == t
+            ) or tuple(fp for fp, x in by_fp.items() if _gone(x, stack) == t)
             return ChainBreak(True, t, first.path_sha256, last.path_sha256, cause, verdict.reason, evaluated)
         last = verdict
     return ChainBreak(True, None, first.path_sha256, last.path_sha256, (), "", evaluated)
@@ -337,7 +344,7 @@ class _PinTargets:
     def __init__(self, pins: Sequence[Pin], catalog: Catalog, served: Iterable[x509.Certificate]) -> None:
         self.pins = tuple(pins)
         self.catalog = catalog
-        self._lower: list[tuple[Pin, datetime]] = []   # (pin, until) for intermediates and leaves it matches
+        self._lower: list[tuple[Pin, x509.Certificate]] = []   # (pin, the intermediate or leaf it matches)
         seen = set()
         lower = [e.certificate for e in catalog.entries if e.role is CatalogRole.INTERMEDIATE]
         for cert in [*lower, *served]:
@@ -348,19 +355,19 @@ class _PinTargets:
             ident = _identity(cert)
             for pin in self.pins:
                 if pin.matches(ident):
-                    self._lower.append((pin, cert.not_valid_after_utc))
+                    self._lower.append((pin, cert))
 
-    def instants(self) -> list[datetime]:
-        """Instants at which a pin may stop matching (``not_after + 1 s`` of what it matches)."""
-        times = {until + ONE_SECOND for _, until in self._lower}
+    def instants(self, stack: Stack) -> list[datetime]:
+        """Instants at which a pin may stop matching (when ``stack`` counts what it matches as expired)."""
+        times = {_gone(cert, stack) for _, cert in self._lower}
         for e in self.catalog.entries:
             if e.role is not CatalogRole.INTERMEDIATE:
-                times.add(e.certificate.not_valid_after_utc + ONE_SECOND)
+                times.add(_gone(e.certificate, stack))
         return sorted(times)
 
-    def matches(self, names: Sequence[str], anchor: str, t: datetime) -> bool:
+    def matches(self, names: Sequence[str], anchor: str, t: datetime, stack: Stack) -> bool:
         """Whether some pin matches a certificate of a renewed chain through catalogue ``names`` (anchor last) at ``t``."""
-        if any(t <= until for _, until in self._lower):
+        if any(t < _gone(cert, stack) for _, cert in self._lower):
             return True
         for name in names:
             entry = self.catalog.entry(name)
@@ -368,7 +375,7 @@ class _PinTargets:
             for pin in self.pins:
                 if pin.key_bound and pin.matches(ident):
                     return True
-                if not pin.key_bound and pin.matches(ident) and (name == anchor or t <= entry.certificate.not_valid_after_utc):
+                if not pin.key_bound and pin.matches(ident) and (name == anchor or t < _gone(entry.certificate, stack)):
                     return True
         return False
 
@@ -438,7 +445,7 @@ def firmware_break(
             anchor_name = hypothetical.source.get(verdict.anchor_sha256, "")
             anchors.append(verdict.anchor_sha256)
             through = [n for n in names if n != anchor_name] + ([anchor_name] if anchor_name else [])
-            if pins is None or not profile.pins_enforced(t) or pins.matches(through, anchor_name, t):
+            if pins is None or not profile.pins_enforced(t) or pins.matches(through, anchor_name, t, stack):
                 pinned.append(verdict.anchor_sha256)
                 if first:
                     break
@@ -454,9 +461,9 @@ def firmware_break(
     if not pinned:
         return FirmwareBreak(as_of, FirmwareCause.PIN, name="; ".join(p.text for p in profile.pins),
                              cause="no pin of the set matches anything AWS could serve", evaluated=evaluated)
-    times = set(_candidates(shadow_store, as_of, end))
+    times = set(_candidates(shadow_store, as_of, end, stack))
     if pins is not None:
-        times |= {t for t in pins.instants() if as_of < t <= end}
+        times |= {t for t in pins.instants(stack) if as_of < t <= end}
     previous = as_of
     for t in sorted(times):
         now, now_pinned, reason = alive(t, first=True)
@@ -467,7 +474,7 @@ def firmware_break(
         now, now_pinned, reason = alive(t)
         if not now:
             gone = [a for a in dict.fromkeys(anchors)
-                    if engine.certificates[a].not_valid_after_utc + ONE_SECOND == t] or list(dict.fromkeys(anchors))
+                    if _gone(engine.certificates[a], stack) == t] or list(dict.fromkeys(anchors))
             real = [shadow_of.get(a, a) for a in gone]
             names = [anchor_label(r, catalog, {cert_sha256(x): x for x in profile.store}) for r in real]
             entries = [catalog.by_sha256(r) for r in real]
@@ -475,7 +482,8 @@ def firmware_break(
                                                    for e in entries) else FirmwareCause.ANCHOR
             what = "cross-signed certificate" if kind is FirmwareCause.CROSS_SIGN else "anchor"
             return FirmwareBreak(t, kind, "; ".join(names), ";".join(real), (
-                f"the {what} {' and '.join(names)} in the store expires on {(t - ONE_SECOND):%Y-%m-%d} "
+                f"the {what} {' and '.join(names)} in the store expires on "
+                f"{engine.certificates[gone[0]].not_valid_after_utc:%Y-%m-%d} "
                 f"and {_anchor_rule(stack)}; nothing else AWS could serve validates ({reason})"), evaluated)
         if not now_pinned:
             return FirmwareBreak(t, FirmwareCause.PIN, "; ".join(p.text for p in profile.pins), "", (

@@ -16,7 +16,7 @@ from iotaudit.catalog import CatalogRole, CatalogStatus
 from iotaudit.certs import cert_sha256, load_pem_file
 from iotaudit.paths import validate_chain
 from iotaudit.root_coverage import coverage as coverage_of
-from iotaudit.stacks import PATH_BUILDER_STACKS
+from iotaudit.stacks import DEFAULT_STACK_ID, PATH_BUILDER_STACKS, get_stack
 from tests.helpers import (
     AS_OF,
     at,
@@ -30,6 +30,9 @@ from tests.helpers import (
 )
 
 SECOND = timedelta(seconds=1)
+# The first instant the default stack (OpenSSL 3) counts a certificate as expired: OpenSSL's X509_cmp_time
+# takes the notAfter second as past, RFC 5280 4.1.2.5 as still valid (iotaudit.stacks.Stack.not_after_inclusive).
+END = SECOND if get_stack(DEFAULT_STACK_ID).not_after_inclusive else timedelta(0)
 
 
 # --- fixtures: a small hierarchy with every kind of certificate ----------------------------------
@@ -70,19 +73,19 @@ def assert_break_is_exact(served, anchors, host, builder, result: expiry.ChainBr
 CASES = {
     # name: (served, anchors, builder, expected break)
     "leaf expires first": (lambda p, lf: [lf.cert, p["inter"].cert], lambda p: [p["root"].cert], "modern",
-                           lambda p, lf: lf.cert.not_valid_after_utc + SECOND),
+                           lambda p, lf: lf.cert.not_valid_after_utc + END),
     "anchor expires before the served chain": (
         lambda p, lf: [lf.cert, p["inter"].cert, p["cross"].cert], lambda p: [p["cross"].cert], "modern",
-        lambda p, lf: p["cross"].cert.not_valid_after_utc + SECOND),
+        lambda p, lf: p["cross"].cert.not_valid_after_utc + END),
     "cross-sign path, modern survives via the self-signed root": (
         lambda p, lf: [lf.cert, p["inter"].cert, p["cross"].cert], lambda p: [p["root"].cert, p["signer"].cert],
-        "modern", lambda p, lf: lf.cert.not_valid_after_utc + SECOND),
+        "modern", lambda p, lf: lf.cert.not_valid_after_utc + END),
     "cross-sign path, legacy chain-top breaks with the cross-sign": (
         lambda p, lf: [lf.cert, p["inter"].cert, p["cross"].cert], lambda p: [p["root"].cert, p["signer"].cert],
-        "legacy-chain-top", lambda p, lf: p["cross"].cert.not_valid_after_utc + SECOND),
+        "legacy-chain-top", lambda p, lf: p["cross"].cert.not_valid_after_utc + END),
     "intermediate expires first": (
         lambda p, lf: [lf.cert, p["inter"].cert], lambda p: [p["root"].cert], "modern",
-        lambda p, lf: p["inter"].cert.not_valid_after_utc + SECOND),
+        lambda p, lf: p["inter"].cert.not_valid_after_utc + END),
 }
 
 
@@ -183,15 +186,15 @@ def test_break_dates_states_and_dates(fleet, pki) -> None:
     frame = expiry.break_dates(fleet["run"], fleet["profiles"], as_of=AS_OF,
                                coverage=fleet["coverage"])
     rows = by_profile(frame)
-    rsa_end = fleet["rsa_leaf"].cert.not_valid_after_utc + SECOND
-    ec_end = fleet["ec_leaf"].cert.not_valid_after_utc + SECOND
+    rsa_end = fleet["rsa_leaf"].cert.not_valid_after_utc + END
+    ec_end = fleet["ec_leaf"].cert.not_valid_after_utc + END
     assert rows["both-roots"]["state"] == "breaks"
     assert rows["both-roots"]["break_date"] == pd.Timestamp(rsa_end)  # first chain it may meet to break
     assert rows["both-roots"]["dark_date"] == pd.Timestamp(ec_end)    # its last valid path
     assert rows["both-roots"]["chains"] == 2 and rows["both-roots"]["chains_valid"] == 2
     assert rows["rsa-only-store"]["state"] == "partly-broken"         # no anchor for the EC chain
     assert rows["rsa-only-store"]["dark_date"] == pd.Timestamp(rsa_end)
-    assert rows["starfield-only"]["break_date"] == pd.Timestamp(min(rsa_end, pki["cross"].cert.not_valid_after_utc + SECOND))
+    assert rows["starfield-only"]["break_date"] == pd.Timestamp(min(rsa_end, pki["cross"].cert.not_valid_after_utc + END))
     assert rows["nothing-trusted"]["state"] == "broken" and pd.isna(rows["nothing-trusted"]["break_date"])
     assert rows["nothing-trusted"]["break_reason"]
     assert rows["elsewhere"]["state"] == "no-chains"
@@ -225,7 +228,7 @@ def test_cliff_counts_devices_losing_every_path(fleet) -> None:
     assert curve["devices_connected"].iloc[-1] == 0
     assert curve["devices_losing"].sum() == 5 + 3 + 2 + 4
     assert curve["devices_connected"].is_monotonic_decreasing
-    rsa_end = pd.Timestamp(fleet["rsa_leaf"].cert.not_valid_after_utc + SECOND)
+    rsa_end = pd.Timestamp(fleet["rsa_leaf"].cert.not_valid_after_utc + END)
     at_rsa = curve[curve["date"] == rsa_end].iloc[0]
     assert at_rsa["devices_losing"] == 3 + 2  # rsa-only-store and starfield-only go dark; both-roots only breaks
     assert "both-roots" in at_rsa["profiles"]
@@ -340,21 +343,6 @@ def test_real_legacy_builder_with_only_the_self_signed_root_is_already_broken(aw
     assert not result.valid_at_as_of and result.reason
 
 
-def test_reported_path_does_not_depend_on_the_order_of_the_trust_store(lab_run, tmp_path) -> None:
-    # Amazon Root CA 1 and its Starfield cross-sign share a subject: both can anchor the RSA chain.
-    paths = []
-    for i, order in enumerate((["AmazonRootCA1", "G2-RootCA1"], ["G2-RootCA1", "AmazonRootCA1"])):
-        (tmp_path / str(i)).mkdir()
-        inventory = make_inventory(tmp_path / str(i), [{
-            "profile": "p", "devices": 1, "trust_store": ";".join(order), "region": "us-east-1",
-            "endpoints": "lab-ats-dual-ats.iot.us-east-1.amazonaws.com", "key_types": "rsa"}])
-        profiles = inventory.build_profiles(lab_run.catalog_object())
-        chains = expiry.chain_break_dates(lab_run, profiles, as_of=lab_run.created_at)
-        assert not chains.empty
-        paths.append([tuple(p) for p in chains["last_path_sha256"]])
-    assert paths[0] == paths[1]
-
-
 # --- the firmware side: nothing AWS could serve validates any more ---------------------------------
 
 
@@ -373,20 +361,20 @@ def _profile(fleet, key: str, **changes):
 
 
 def test_firmware_date_is_not_the_intermediate_or_leaf_expiry(fleet, pki) -> None:
-    hypo = _hypothetical(fleet)
-    result = expiry.firmware_break(_profile(fleet, "rsa-only-store"), hypo, as_of=AS_OF)
-    # Amazon Root CA 1 (to 2040) outlives the horizon; the served M01 (to 2030) and leaf (2026) are renewed by AWS.
+    hypo = _hypothetical(fleet, 14)
+    result = expiry.firmware_break(_profile(fleet, "rsa-only-store"), hypo, as_of=AS_OF, horizon_years=14)
+    # Amazon Root CA 1 (to 2040) outlives a 14-year horizon; the served M01 (to 2030) and leaf (2026) are renewed by AWS.
     assert result.date is None and result.kind is c.FirmwareCause.NONE
     longer = expiry.firmware_break(_profile(fleet, "rsa-only-store"), _hypothetical(fleet, 20), as_of=AS_OF,
                                    horizon_years=20)
-    assert longer.date == pki["root"].cert.not_valid_after_utc + SECOND and longer.kind is c.FirmwareCause.ANCHOR
+    assert longer.date == pki["root"].cert.not_valid_after_utc + END and longer.kind is c.FirmwareCause.ANCHOR
     assert longer.name == "AmazonRootCA1" and longer.sha256 == cert_sha256(pki["root"].cert)
 
 
 def test_firmware_date_of_a_stored_cross_sign_is_its_expiry(fleet, pki) -> None:
     profile = _profile(fleet, "rsa-only-store", store=(pki["cross"].cert,))
     result = expiry.firmware_break(profile, _hypothetical(fleet), as_of=AS_OF)
-    assert result.date == pki["cross"].cert.not_valid_after_utc + SECOND
+    assert result.date == pki["cross"].cert.not_valid_after_utc + END
     assert result.kind is c.FirmwareCause.CROSS_SIGN and result.name == "G2-RootCA1"
     assert "G2-RootCA1" in result.cause and "rejects an expired anchor" in result.cause
 
@@ -421,19 +409,21 @@ def test_firmware_date_of_a_pin_on_the_issuing_ca_is_its_expiry(fleet, pki) -> N
     pin = parse_pin(spki_pin(pki["inter"].cert))
     profile = _profile(fleet, "rsa-only-store", pins=(pin,))
     result = expiry.firmware_break(profile, _hypothetical(fleet), as_of=AS_OF, served=[pki["inter"].cert])
-    assert result.date == pki["inter"].cert.not_valid_after_utc + SECOND
+    assert result.date == pki["inter"].cert.not_valid_after_utc + END
     assert result.kind is c.FirmwareCause.PIN and pin.text in result.name
     # A pin on the root key survives every renewal; an expired pin set is not enforced at all.
     root_pin = parse_pin(spki_pin(pki["root"].cert))
-    kept = expiry.firmware_break(_profile(fleet, "rsa-only-store", pins=(root_pin,)), _hypothetical(fleet), as_of=AS_OF)
+    kept = expiry.firmware_break(_profile(fleet, "rsa-only-store", pins=(root_pin,)), _hypothetical(fleet, 14),
+                                 as_of=AS_OF, horizon_years=14)
     assert kept.date is None
     lapsed = expiry.firmware_break(_profile(fleet, "rsa-only-store", pins=(pin,), pin_expiry=at(2026)),
-                                   _hypothetical(fleet), as_of=AS_OF, served=[pki["inter"].cert])
+                                   _hypothetical(fleet, 14), as_of=AS_OF, horizon_years=14, served=[pki["inter"].cert])
     assert lapsed.date is None
 
 
 def test_break_dates_have_one_firmware_date_per_profile(fleet) -> None:
-    frame = expiry.break_dates(fleet["run"], fleet["profiles"], as_of=AS_OF, coverage=fleet["coverage"])
+    frame = expiry.break_dates(fleet["run"], fleet["profiles"], as_of=AS_OF, coverage=fleet["coverage"],
+                               horizon_years=14)
     assert sorted(frame["profile"]) == sorted(p.key for p in fleet["profiles"])
     rows = by_profile(frame)
     assert rows["nothing-trusted"]["firmware_break_cause_kind"] == "no-chain"
