@@ -847,6 +847,7 @@ def render_reports(
     fail_on: FailOn | str = FailOn.BROKEN,
     metrics: str | Path | None = None,
     skip_bad_rows: bool = False,
+    cross_check: bool = False,
     overwrite: bool = False,
     notebooks: str | Path | None = None,
     parallel: int = 2,
@@ -866,6 +867,8 @@ def render_reports(
         fail_on: Threshold for ``exit_status`` 1.
         metrics: Also write Prometheus textfile gauges to this file.
         skip_bad_rows: Skip (and count) bad inventory rows instead of stopping.
+        cross_check: Also ask each profile's real TLS library, where installed, about every chain it meets
+            (the audit's ``crosscheck`` frame; :func:`iotaudit.auditing.cross_check`).
         overwrite: Replace an existing ``out`` (only once the new one is complete).
         notebooks: Directory of the notebooks (default :func:`notebooks_dir`).
         parallel: How many notebook kernels run at once.
@@ -898,7 +901,7 @@ def render_reports(
     baseline = load_run(baseline_run) if baseline_run else None
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    result = audit(run, inv, as_of=moment, horizon_years=horizon_years)
+    result = audit(run, inv, as_of=moment, horizon_years=horizon_years, cross_check_libraries=cross_check)
     seconds["audit"] = time.perf_counter() - t0
     say(f"audited {len(inv.profiles)} profile(s) in {seconds['audit']:.1f} s")
     failed_dir = out.with_name(out.name + ".failed")
@@ -1092,6 +1095,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--title", default="", metavar="T", help="report title")
     parser.add_argument("--group", default="", metavar="G", help="only devices of this group")
     parser.add_argument("--skip-bad-rows", action="store_true", help="skip and count bad inventory rows instead of stopping")
+    parser.add_argument("--cross-check", action="store_true",
+                        help="also ask each profile's real TLS library, where installed here, about every chain it meets")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR once the new report set is complete")
     parser.add_argument("--notebooks", type=Path, metavar="DIR",
                         help="directory of report notebooks to execute instead of the shipped ones (same names)")
@@ -1108,7 +1113,7 @@ def _main(args: argparse.Namespace) -> int:
         outcome = render_reports(
             args.run, args.inventory, args.out, as_of=args.as_of, horizon_years=args.horizon_years, title=args.title,
             group=args.group, baseline_run=args.baseline, fail_on=args.fail_on, metrics=args.metrics,
-            skip_bad_rows=args.skip_bad_rows, overwrite=args.overwrite, progress=progress, notebooks=args.notebooks,
+            skip_bad_rows=args.skip_bad_rows, cross_check=args.cross_check, overwrite=args.overwrite, progress=progress, notebooks=args.notebooks,
         )
     except IotauditError:
         raise

@@ -193,3 +193,18 @@ def test_cli_audit_cross_check_writes_the_frame(lab_run, tmp_path: Path, capsys:
                                                                   "esp-idf-bundle", "esp-idf-bundle-cross-signed",
                                                                   "wolfssl-5", "wolfssl-5-alt-chains"}
     assert "cross-check:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_report_cross_check_writes_the_frame_into_the_report(lab_run, tmp_path: Path) -> None:
+    from tests.test_reports import tiny_notebook_set
+
+    require_library("openssl-3")
+    notebooks = tiny_notebook_set(tmp_path / "nb")
+    status = main(["report", "--run", str(lab_run.path), "--inventory", str(SAMPLE), "--out", str(tmp_path / "r"),
+                   "--fail-on", "never", "--notebooks", str(notebooks), "--cross-check", "--quiet"])
+    assert status == 0
+    frame = pd.read_parquet(tmp_path / "r" / "audit" / "crosscheck.parquet")
+    assert len(frame) and frame["library"].str.startswith("OpenSSL").any()
+    summary = json.loads((tmp_path / "r" / "audit" / "summary.json").read_text())
+    assert summary["crosscheck"]["asked"] and summary["crosscheck"]["cases"] == len(frame)
