@@ -339,8 +339,12 @@ def analyse_coverage(
             failing += 1
             # The store with the candidate added last (a firmware update appends a root), asked as a whole:
             # on GnuTLS the order of the store matters, on chain-top stacks only the top's issuer does.
+            # Only a candidate named like an issuer (or a copy) of a served certificate can end a path
+            # (RFC 5280 6.1: each certificate's issuer is the next one's subject), on every stack.
+            names = {n for sha in chain for n in (engine.certificates[sha].issuer, engine.certificates[sha].subject)}
             fix = {name for name, sha in candidates.items()
-                   if sha not in base and engine.valid(chain, (*base, sha), stack=stack, host=host, as_of=as_of)}
+                   if sha not in base and engine.certificates[sha].subject in names
+                   and engine.valid(chain, (*base, sha), stack=stack, host=host, as_of=as_of)}
             fixers.append(fix)
             if not fix:
                 reasons.append(verdict.reason)
