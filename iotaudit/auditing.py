@@ -67,6 +67,8 @@ from .root_coverage import (
 from .store import load_run, write_atomically
 
 SUMMARY = "summary.json"
+# Frames added after the first audit format: an older audit directory without them loads them empty.
+_ADDED_FRAMES = {"stack_alternatives": c.STACK_ALTERNATIVES_DTYPES, "crosscheck": c.CROSSCHECK_DTYPES}
 FORMAT = "iotaudit-audit/1"
 FRAMES = (
     "coverage", "fleet", "profiles", "roots_to_add", "stack_alternatives", "expiry", "chain_breaks",
@@ -407,6 +409,9 @@ def load_audit(path: str | Path) -> AuditResult:
         raise RunError(path, f"not a complete audit directory: no readable {SUMMARY} ({err})") from err
     frames: dict[str, pd.DataFrame] = {}
     for name in FRAMES:
+        if name in _ADDED_FRAMES and not (path / f"{name}.parquet").exists():
+            frames[name] = c.typed_frame([], _ADDED_FRAMES[name])  # written before the frame existed
+            continue
         try:
             frame = pd.read_parquet(path / f"{name}.parquet")
         except (OSError, ValueError) as err:

@@ -208,3 +208,15 @@ def test_cli_report_cross_check_writes_the_frame_into_the_report(lab_run, tmp_pa
     assert len(frame) and frame["library"].str.startswith("OpenSSL").any()
     summary = json.loads((tmp_path / "r" / "audit" / "summary.json").read_text())
     assert summary["crosscheck"]["asked"] and summary["crosscheck"]["cases"] == len(frame)
+
+
+def test_load_accepts_an_audit_written_before_the_stack_frames(sample_audit, tmp_path: Path) -> None:
+    out = write_audit(sample_audit, tmp_path / "audit")
+    for name in ("stack_alternatives", "crosscheck"):
+        (out / f"{name}.parquet").unlink()
+    back = load_audit(out)
+    assert back.stack_alternatives.empty and list(back.stack_alternatives.columns) == list(c.STACK_ALTERNATIVES_DTYPES)
+    assert back.crosscheck.empty
+    (out / "coverage.parquet").unlink()
+    with pytest.raises(RunError, match="coverage.parquet"):
+        load_audit(out)
