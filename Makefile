@@ -29,6 +29,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/collect.py
 	$(PY) benchmarks/audit.py
+	$(PY) benchmarks/paths.py
 	$(PY) benchmarks/report.py
 
 clean:

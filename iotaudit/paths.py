@@ -19,7 +19,6 @@ coverage/expiry/pinning/inventory, which call this module.
 from __future__ import annotations
 
 import collections
-import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -105,7 +104,6 @@ def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
 @dataclass(frozen=True, slots=True)
 class _Facts:
     fp: str
-    cn: str
     subject: x509.Name
     issuer: x509.Name
     subject_der: bytes
@@ -120,10 +118,32 @@ class _Facts:
     not_before: datetime
     not_after: datetime
     self_issued: bool      # subject == issuer and the key identifiers agree (OpenSSL X509_self_signed(x, 0))
+    subject_bucket: int    # GnuTLS trust-list bucket of the subject name, and of the issuer name
+    issuer_bucket: int
+    dns_names: tuple[str, ...]
+    cn: str
 
 
-@functools.lru_cache(maxsize=16384)
+# Facts by id() of the certificate object, the object kept beside them so its id cannot be reused while the
+# entry lives (hashing an x509.Certificate hashes its DER: far slower than the builders themselves).
+_FACTS: dict[int, tuple[x509.Certificate, _Facts]] = {}
+_FACTS_MAX = 200_000
+
+
 def _facts(cert: x509.Certificate) -> _Facts:
+    hit = _FACTS.get(id(cert))
+    if hit is not None and hit[0] is cert:
+        return hit[1]
+    if len(_FACTS) >= _FACTS_MAX:
+        _FACTS.clear()
+        _SIGNED.clear()
+    with tolerate_serial_zero():
+        facts = _read_facts(cert)
+    _FACTS[id(cert)] = (cert, facts)
+    return facts
+
+
+def _read_facts(cert: x509.Certificate) -> _Facts:
     tbs = cert.tbs_certificate_bytes
     _, pos, _ = _der_item(tbs, 0)                       # TBSCertificate SEQUENCE (RFC 5280 4.1)
     if tbs[pos] == 0xA0:                                # [0] version
@@ -157,7 +177,7 @@ def _facts(cert: x509.Certificate) -> _Facts:
     except ValueError:
         rsa_bits = 0
     hash_alg = cert.signature_hash_algorithm
-    same_name = cert.subject == cert.issuer
+    same_name = subject_der == issuer_der
     return _Facts(
         fp=cert_sha256(cert), cn=common_name(cert.subject), subject=cert.subject, issuer=cert.issuer,
         subject_der=subject_der, issuer_der=issuer_der, skid=skid, akid=akid, spki=spki_der(cert),
@@ -165,6 +185,7 @@ def _facts(cert: x509.Certificate) -> _Facts:
         sha1=hash_alg is not None and hash_alg.name == "sha1",
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
         self_issued=same_name and (akid is None or skid is None or akid == skid),
+        subject_bucket=_bucket(subject_der), issuer_bucket=_bucket(issuer_der), dns_names=tuple(_sans(cert)),
     )
 
 
@@ -172,24 +193,28 @@ def _fp(cert: x509.Certificate) -> str:
     return _facts(cert).fp
 
 
-@functools.lru_cache(maxsize=65536)
+_SIGNED: dict[tuple[str, str], bool] = {}
+
+
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """:func:`iotaudit.certs.is_signed_by` (name and signature), remembered per pair."""
-    return is_signed_by(cert, issuer)
+    """Name chaining and :func:`iotaudit.certs.is_signed_by` (the signature), remembered per pair."""
+    f, g = _facts(cert), _facts(issuer)
+    if f.issuer_der != g.subject_der:
+        return False
+    key = (f.fp, g.fp)
+    hit = _SIGNED.get(key)
+    if hit is None:
+        hit = _SIGNED[key] = is_signed_by(cert, issuer)
+    return hit
 
 
-@functools.lru_cache(maxsize=65536)
-def _key_signs(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether ``issuer``'s key verifies ``cert``'s signature, names aside (name-and-key anchors)."""
-    if _facts(cert).issuer == _facts(issuer).subject:
-        return _signed_by(cert, issuer)
-    return False
+_key_signs = _signed_by   # a name-and-key anchor: the same test (its name is the stored subject)
 
 
 def _names_issuer(cert: x509.Certificate, cand: x509.Certificate) -> bool:
     """Name chaining plus key-identifier agreement (OpenSSL X509_check_issued, GnuTLS is_issuer)."""
     f, g = _facts(cert), _facts(cand)
-    if f.issuer != g.subject:
+    if f.issuer_der != g.subject_der:
         return False
     return f.akid is None or g.skid is None or f.akid == g.skid
 
@@ -216,7 +241,7 @@ def _time_reason(cert: x509.Certificate, as_of: datetime, st: Stack, what: str =
 
 def _same_name_key(a: x509.Certificate, b: x509.Certificate) -> bool:
     fa, fb = _facts(a), _facts(b)
-    return fa.subject == fb.subject and fa.spki == fb.spki
+    return fa.subject_der == fb.subject_der and fa.spki == fb.spki
 
 
 # ---------------------------------------------------------------------------
@@ -260,10 +285,10 @@ def leaf_names(leaf: x509.Certificate, stack: Stack | str) -> tuple[str, ...]:
     (gnutls_x509_crt_check_hostname2), wolfSSL (CheckHostName) and BearSSL
     use the subject CN only when the leaf has no DNS subjectAltName.
     """
-    sans = _sans(leaf)
-    if sans or not get_stack(stack).cn_fallback:
-        return tuple(sans)
-    cns = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    f = _facts(leaf)
+    if f.dns_names or not get_stack(stack).cn_fallback:
+        return f.dns_names
+    cns = f.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return tuple(str(a.value) for a in cns[-1:])
 
 
@@ -457,7 +482,7 @@ def _openssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
 def _mbed_parent_ok(child: x509.Certificate, parent: x509.Certificate, trusted: bool) -> bool:
     """x509_crt_check_parent: name, CA bit and keyCertSign (v1/v2 trusted certificates need no CA bit)."""
     f, g = _facts(child), _facts(parent)
-    if f.issuer != g.subject:
+    if f.issuer_der != g.subject_der:
         return False
     if trusted and parent.version is not x509.Version.v3:
         return True
@@ -491,8 +516,8 @@ def _mbed_find(child: x509.Certificate, cands: Iterable[x509.Certificate], trust
 
 def _bundle_entry(cert: x509.Certificate, store: Sequence[x509.Certificate]) -> x509.Certificate | None:
     """esp_crt_find_cert: the bundle entry whose name is ``cert``'s issuer (one per name: the first stored)."""
-    issuer = _facts(cert).issuer
-    return next((s for s in store if _facts(s).subject == issuer), None)
+    issuer = _facts(cert).issuer_der
+    return next((s for s in store if _facts(s).subject_der == issuer), None)
 
 
 def _mbedtls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate], st: Stack,
@@ -545,7 +570,7 @@ def _mbedtls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
         raise _Fail("no-anchor", f"{st.library} looks up only the issuer of the top served certificate: the chain "
                     f"ends at '{f.cn}', and the bundle holds no '{common_name(f.issuer)}' whose key signs it")
     # Was a served issuer skipped because it came earlier in the list?
-    earlier = [c for c in served if c is not top and _facts(top).issuer == _facts(c).subject and _signed_by(top, c)]
+    earlier = [c for c in served if c is not top and _signed_by(top, c)]
     if earlier:
         raise _Fail("served-order", f"{st.library} uses a served certificate as an issuer only if it comes after the "
                     f"one it signs: '{_facts(earlier[0]).cn}' is served before '{_facts(top).cn}', and the trust store "
@@ -617,7 +642,7 @@ def _wolfssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
         f = _facts(cert)
         if f.akid is not None:
             return next((s for s in signers if _facts(s).skid == f.akid), None)
-        return next((s for s in signers if _facts(s).subject == f.issuer), None)
+        return next((s for s in signers if _facts(s).subject_der == f.issuer_der), None)
 
     used: dict[str, x509.Certificate] = {}
     for cert in reversed(served[1:]):
@@ -716,7 +741,7 @@ def _gnutls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate
     lib = st.library
     buckets: dict[int, list[x509.Certificate]] = collections.defaultdict(list)
     for cert in store:
-        buckets[_bucket(_facts(cert).subject_der)].append(cert)
+        buckets[_facts(cert).subject_bucket].append(cert)
     lst = list(served)
     if len(lst) > _GNUTLS_MAX:
         raise _Fail("depth", f"the chain is longer than the limit of {lib}: {len(lst)} certificates were served, "
@@ -739,7 +764,7 @@ def _gnutls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate
             seen.add(_fp(lst[i]))
             i += 1
         top = lst[i - 1]
-        if any(_names_issuer(top, ca) for ca in buckets.get(_bucket(_facts(top).issuer_der), ())):
+        if any(_names_issuer(top, ca) for ca in buckets.get(_facts(top).issuer_bucket, ())):
             del lst[i:]
             break
         if i < len(lst) and _names_issuer(top, lst[i]):
@@ -748,7 +773,7 @@ def _gnutls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate
     if len(lst) > 1 and _names_issuer(lst[-1], lst[-1]):
         lst.pop()
     for k in range(1, len(lst)):
-        if any(_fp(ca) == _fp(lst[k]) for ca in buckets.get(_bucket(_facts(lst[k]).issuer_der), ())):
+        if any(_fp(ca) == _fp(lst[k]) for ca in buckets.get(_facts(lst[k]).issuer_bucket, ())):
             del lst[k + 1:]
             break
 
@@ -799,10 +824,10 @@ def _gnutls(served: Sequence[x509.Certificate], store: Sequence[x509.Certificate
         return set(), path, ""
 
     last = _facts(lst[-1])
-    flags, path, why = attempt(buckets.get(_bucket(last.issuer_der), ()))
+    flags, path, why = attempt(buckets.get(last.issuer_bucket, ()))
     if flags & {"signer-not-found", "expired", "insecure"} and last.subject_der != last.issuer_der:
         first = flags, why
-        flags, path, why = attempt(buckets.get(_bucket(last.subject_der), ()))
+        flags, path, why = attempt(buckets.get(last.subject_bucket, ()))
         if flags and ("signer-not-found" in flags or not why) and first[1]:
             flags, why = first                      # the retry found no signer: the first attempt's reason stands
     if not flags:
@@ -833,12 +858,12 @@ def _bearssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
     for k, cert in enumerate(served):
         if k > 0:
             prev = served[k - 1]
-            if _facts(prev).issuer != _facts(cert).subject:
+            if _facts(prev).issuer_der != _facts(cert).subject_der:
                 raise _Fail("served-order", f"{lib} needs each served certificate issued by the next one in the list: "
                             f"'{_facts(prev).cn}' is followed by '{_facts(cert).cn}', not by its issuer "
                             f"'{common_name(_facts(prev).issuer)}'")
         for anchor in store:
-            if _facts(anchor).subject == _facts(cert).issuer and _key_signs(cert, anchor):
+            if _key_signs(cert, anchor):
                 return [*served[:k + 1], anchor], k + 1
     raise _no_anchor(served[-1], served, len(served))
 
@@ -957,17 +982,16 @@ def validate_chain(
         return PathVerdict(False, reason="no certificate was served", rule="empty-chain")
     if not store:
         return PathVerdict(False, reason="the trust store is empty", rule="empty-store")
-    with tolerate_serial_zero():
-        try:
-            path = _build(list(served), list(store), st, as_of)
-        except _Fail as err:
-            return PathVerdict(False, reason=err.reason, rule=err.rule)
-        leaf = served[0]
-        if host and not leaf_matches_host(leaf, host, st):
-            names = leaf_names(leaf, st)
-            valid_for = ", ".join(names) if names else "no DNS name (no subjectAltName, and no CN fallback)"
-            return PathVerdict(False, reason=f"hostname mismatch: leaf '{common_name(leaf.subject)}' is valid for "
-                               f"{valid_for}, not {host}", rule="hostname")
+    try:
+        path = _build(list(served), list(store), st, as_of)
+    except _Fail as err:
+        return PathVerdict(False, reason=err.reason, rule=err.rule)
+    leaf = served[0]
+    if host and not leaf_matches_host(leaf, host, st):
+        names = leaf_names(leaf, st)
+        valid_for = ", ".join(names) if names else "no DNS name (no subjectAltName, and no CN fallback)"
+        return PathVerdict(False, reason=f"hostname mismatch: leaf '{_facts(leaf).cn}' is valid for "
+                           f"{valid_for}, not {host}", rule="hostname")
     fps = tuple(_fp(cert) for cert in path)
     return PathVerdict(True, anchor_sha256=fps[-1], path_sha256=fps)
 

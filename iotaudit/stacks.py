@@ -169,14 +169,18 @@ _MBED_VFY = "Mbed-TLS/mbedtls library/x509_crt.c x509_crt_find_parent, x509_crt_
 _MBED_PROFILE = "library/x509_crt.c mbedtls_x509_crt_profile_default: SHA-2 only, RSA >= 2048"
 _MBED_NAME = "library/x509_crt.c x509_crt_verify_name: SAN if present, else CN; x509_check_wildcard"
 _MBED_DEPTH = "include/mbedtls/x509.h MBEDTLS_X509_MAX_INTERMEDIATE_CA 8"
-_ESP_BUNDLE = "espressif/esp-idf components/mbedtls/esp_crt_bundle/esp_crt_bundle.c esp_crt_verify_callback (v5.x)"
-_ESP_CROSS = "esp_crt_bundle.c esp_crt_ca_cb_callback, CONFIG_MBEDTLS_CERTIFICATE_BUNDLE_CROSS_SIGNED_VERIFY"
+_ESP_BUNDLE = ("espressif/esp-idf components/mbedtls/esp_crt_bundle/esp_crt_bundle.c esp_crt_verify_callback "
+               "(master 102122904ad)")
+_ESP_CROSS = ("espressif/esp-idf components/mbedtls/esp_crt_bundle/esp_crt_bundle.c esp_crt_ca_cb_callback with "
+              "CONFIG_MBEDTLS_CERTIFICATE_BUNDLE_CROSS_SIGNED_VERIFY (master 102122904ad)")
 _WOLF_PEER = "wolfSSL/wolfssl src/internal.c ProcessPeerCerts (v5.5.4): CA certificates last to first, then the peer"
 _WOLF_ALT = "WOLFSSL_ALT_CERT_CHAINS (configure --enable-altcertchains; wolfSSL/wolfssl#4443)"
 _WOLF_DATES = ("wolfcrypt/src/asn.c ParseCertRelative; a CA outside its dates is not loaded "
                "(WOLFSSL_LOAD_FLAG_DATE_ERR_OKAY unset; measured on libwolfssl 5.5.4, tests/test_differential.py)")
 _WOLF_DEPTH = "wolfssl/internal.h MAX_CHAIN_DEPTH 9"
-_GNUTLS_HIGH = "gnutls lib/x509/verify-high.c gnutls_x509_trust_list_verify_crt2, _gnutls_sort_clist (3.7)"
+_GNUTLS_HIGH = ("gnutls lib/x509/verify-high.c gnutls_x509_trust_list_verify_crt2, shorten_clist, trust-list buckets "
+                "(DEFAULT_SIZE 127), lib/x509/common.c _gnutls_sort_clist (3.7.9); duplicate removal as upstream "
+                "e369e67a6, which Debian's 3.7.9-2+deb12u3 backports (CVE-2024-28835)")
 _GNUTLS_VFY = "gnutls lib/x509/verify.c _gnutls_verify_crt_status: cut at first trusted same name+key, check_ca_sanity"
 _GNUTLS_SIG = "gnutls lib/x509/verify.c is_level_acceptable / GNUTLS_PROFILE: SHA-1 signatures untrusted by default (3.7)"
 _GNUTLS_DEPTH = "gnutls lib/gnutls_int.h DEFAULT_MAX_VERIFY_DEPTH 16"
@@ -346,3 +350,25 @@ def get_stack(stack: Stack | str) -> Stack:
         raise UnknownStackError(stack, f"unknown TLS stack {stack!r}; known stacks: {', '.join(STACK_IDS)}")
     return found
 
+
+
+def stacks_markdown() -> str:
+    """The README's stack tables (what each id stands for, its behaviours, their sources), from :data:`STACKS`.
+
+    README.md embeds this text between ``<!-- stacks:begin -->`` and ``<!-- stacks:end -->``;
+    tests/test_stacks.py checks the two agree, so the documentation cannot drift from the model.
+    """
+    lines = ["| `tls_stack` | Stands for | Ships in | Evidence |", "|---|---|---|---|"]
+    lines += [f"| `{s.id}` | {s.title} | {s.ships_in} | {s.evidence} |" for s in STACKS.values()]
+    lines += ["", "| `tls_stack` | Search | Served issuers | Anchor | Anchor expiry | Every served cert must chain "
+              "| Refuses | CN-only leaf | Depth limit |", "|---|---|---|---|---|---|---|---|---|"]
+    for s in STACKS.values():
+        refuses = [*(["SHA-1"] if s.refuses_sha1 else []), *([f"RSA < {s.min_rsa_bits}"] if s.min_rsa_bits else [])]
+        lines.append(f"| `{s.id}` | {s.search} | {s.served_issuers} | {s.anchor_form} | {s.anchor_expiry} | "
+                     f"{'yes' if s.use_all_presented else 'no'} | {', '.join(refuses) or 'nothing'} | "
+                     f"{'accepted' if s.cn_fallback else 'refused'} | {s.max_depth} |")
+    lines += ["", "Sources, per stack:", ""]
+    lines += [f"- `{s.id}`: " + "; ".join(s.sources) + "." for s in STACKS.values()]
+    lines += ["", "| old `path_builder` | `tls_stack` |", "|---|---|"]
+    lines += [f"| `{old}` | `{new}` |" for old, new in PATH_BUILDER_STACKS.items()]
+    return "\n".join(lines) + "\n"

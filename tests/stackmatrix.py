@@ -121,6 +121,8 @@ class Pki:
             "root3": _Spec("Lab Amazon Root CA 3", "root3", None, _d(2015, 5, 26), _d(2040, 5, 26)),
             "root3x": _Spec("Lab Amazon Root CA 3", "root3", "sfsg2", _d(2015, 5, 25), _d(2037, 12, 31)),
             "m01": _Spec("Lab Amazon RSA 2048 M01", "m01", "root1", _d(2022, 8, 23), _d(2037, 8, 23)),
+            # An earlier M01 (same name and key) that ended before the leaf did: a served intermediate past its end.
+            "m01old": _Spec("Lab Amazon RSA 2048 M01", "m01", "root1", _d(2019, 1, 1), _d(2024, 12, 31)),
             "m01sha1": _Spec("Lab Amazon RSA 2048 M01", "m01", "root1", _d(2022, 8, 23), _d(2037, 8, 23), hash_name="sha1"),
             "m02": _Spec("Lab Amazon ECDSA 256 M02", "m02", "root3", _d(2022, 8, 23), _d(2037, 8, 23)),
             "weak": _Spec("Lab Amazon RSA 1024 W01", "weak", "root1", _d(2022, 8, 23), _d(2037, 8, 23)),
@@ -199,6 +201,8 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "reversed": ("leaf", "sfsg2x", "root1x", "m01"),
     "duplicates": ("leaf", "m01", "m01", "root1x", "sfsg2x", "sfsg2x"),
     "extra-unrelated": ("leaf", "m01", "other", "root1x", "sfsg2x"),
+    "expired-intermediate": ("leaf", "m01old", "root1x", "sfsg2x"),
+    "expired-then-valid-intermediate": ("leaf", "m01old", "m01"),
     "no-top-cross": ("leaf", "m01", "root1x"),
     "no-cross": ("leaf", "m01"),
     "root-served": ("leaf", "m01", "root1"),

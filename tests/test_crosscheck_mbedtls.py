@@ -343,6 +343,36 @@ ESP_EXPECTED: dict[str, str | None] = {
 }
 
 
+# CROSS_SIGNED_VERIFY (its CA callback emulated, see _mbedtls_worker): trusted-first like plain
+# mbed TLS, any bundle entry is an anchor, and anchors have no dates; served certificates keep theirs.
+ESP_CROSS_SIGNED_EXPECTED: dict[str, str | None] = {
+    **MBEDTLS_EXPECTED,
+    "as-served/unrelated-store": NO_BUNDLE_ENTRY,
+    "as-served/empty-store": NO_BUNDLE_ENTRY,
+    "missing-intermediate/root-ca-1": NO_BUNDLE_ENTRY,
+    "missing-intermediate/class-2": NO_BUNDLE_ENTRY,
+    "leaf-only/root-ca-1": NO_BUNDLE_ENTRY,
+    "expired-anchor/alone": None,  # no anchor dates
+    "class-2-expired/class-2": EXPIRED,  # Class 2 has no dates here, but the served SFS G2 cross expired 2034-06-28
+    "intermediate-after-cross-signs/sfs-g2": NO_BUNDLE_ENTRY,
+    "intermediate-after-cross-signs/class-2": NO_BUNDLE_ENTRY,
+    "cross-signs-reversed/class-2": NO_BUNDLE_ENTRY,
+    "top-cross-sign-removed/class-2": NO_BUNDLE_ENTRY,
+}
+
+
+@pytest.fixture(scope="module")
+def esp_cross_signed() -> dict[str, LibraryVerdict]:
+    """ESP-IDF's bundle with CROSS_SIGNED_VERIFY, re-implemented over the real mbed TLS, on every case."""
+    return _verdicts("esp-idf-bundle-cross-signed")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ESP_CROSS_SIGNED_EXPECTED)
+def test_esp_bundle_cross_signed_verdict(esp_cross_signed: dict[str, LibraryVerdict], name: str) -> None:
+    check(esp_cross_signed, name, ESP_CROSS_SIGNED_EXPECTED[name])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MBEDTLS_EXPECTED)
 def test_mbedtls_verdict(mbedtls: dict[str, LibraryVerdict], name: str) -> None:
@@ -360,6 +390,7 @@ def test_matrix_is_fully_asserted() -> None:
     names = list(case_matrix(aws_shaped_pki()))
     assert list(MBEDTLS_EXPECTED) == names
     assert list(ESP_EXPECTED) == names
+    assert list(ESP_CROSS_SIGNED_EXPECTED) == names
 
 
 @pytest.mark.slow
@@ -422,6 +453,19 @@ def test_faketime_worker_failure_is_a_library_run_error(tmp_path) -> None:
     worker = tmp_path / "broken_worker.py"
     worker.write_text("def answer(stack_id, cases, options):\n    raise RuntimeError('boom')\n", encoding="utf-8")
     with pytest.raises(_faketime.LibraryRunError, match="boom"):
+        _faketime.run_worker(worker, "x", [(AS_OF, [{"served": [b"x"], "store": [], "host": None}])])
+
+
+@pytest.mark.slow
+def test_faketime_worker_whose_clock_moves_is_refused(tmp_path) -> None:
+    """A worker whose clock does not read as_of throughout its group gives no verdicts."""
+    require_library("mbedtls-2.28", _faketime.unavailable())
+    worker = tmp_path / "clock_mover.py"
+    worker.write_text("import os\n"
+                      "def answer(stack_id, cases, options):\n"
+                      "    os.environ['FAKETIME'] = '2001-01-01 00:00:00'\n"
+                      "    return [{'valid': True, 'error': ''} for _ in cases]\n", encoding="utf-8")
+    with pytest.raises(_faketime.LibraryRunError, match="libfaketime did not take effect"):
         _faketime.run_worker(worker, "x", [(AS_OF, [{"served": [b"x"], "store": [], "host": None}])])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from iotaudit.errors import IotauditError
@@ -16,6 +18,7 @@ from iotaudit.stacks import (
     Stack,
     UnknownStackError,
     get_stack,
+    stacks_markdown,
 )
 
 AGREED_IDS = (
@@ -72,3 +75,14 @@ def test_stack_checks_itself() -> None:
 def test_documented_behaviours(stack_id: str, search: SearchOrder, anchor: AnchorForm, expiry: AnchorExpiry) -> None:
     stack = STACKS[stack_id]
     assert (stack.search, stack.anchor_form, stack.anchor_expiry) == (search, anchor, expiry)
+
+
+def test_readme_documents_every_stack_as_the_model_says() -> None:
+    """README.md's stack tables are stacks_markdown() verbatim: docs and model cannot drift apart."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    begin, end = "<!-- stacks:begin -->\n", "<!-- stacks:end -->"
+    assert begin in readme and end in readme
+    section = readme.split(begin, 1)[1].split(end, 1)[0]
+    assert section == stacks_markdown()
+    for stack_id in AGREED_IDS:
+        assert f"| `{stack_id}` |" in section

@@ -21,36 +21,31 @@ Protocol: the parent writes one JSON document on the worker's stdin and reads on
 stdout. DER is base64. The worker module (a file next to this one, stdlib and ctypes
 only, so the worker starts without importing pandas) defines
 ``answer(stack_id, cases, options) -> list[dict]`` with ``{"valid": bool, "error": str}``
-per case. This file is both the parent-side API and the worker's entry point
-(``python _faketime.py WORKER_FILE``), loaded by path so the worker never imports the
-``iotaudit`` package.
+per case. The worker's entry point is ``_faketime_worker.py WORKER_FILE``, run by path so the
+worker never imports the ``iotaudit`` package.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from iotaudit.errors import IotauditError
+
 # Debian bookworm `libfaketime` (the `faketime` package holds the command-line wrapper).
 FAKETIME_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 _FAKETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-try:  # the parent imports this module inside the iotaudit package
-    from iotaudit.errors import IotauditError
-except ModuleNotFoundError:  # the worker runs this file by path, without the package
-    IotauditError = Exception  # type: ignore[misc,assignment]
+_WORKER_MAIN = Path(__file__).with_name("_faketime_worker.py")
 
 
-class LibraryRunError(IotauditError, RuntimeError):  # type: ignore[misc,valid-type]
+class LibraryRunError(IotauditError, RuntimeError):
     """Raised when a real-library worker cannot give verdicts (it crashed, timed out, or its clock was not faked).
 
     This is a local failure of this machine, never a fact about a chain: callers must not
@@ -142,7 +137,7 @@ def run_worker(worker: Path, stack_id: str, groups: Sequence[tuple[datetime, Seq
         "TZ": "UTC",
         "PYTHONDONTWRITEBYTECODE": "1",
     })
-    command = [sys.executable, "-I", str(Path(__file__).resolve()), str(Path(worker).resolve())]
+    command = [sys.executable, "-I", str(_WORKER_MAIN.resolve()), str(Path(worker).resolve())]
     try:
         finished = subprocess.run(command, input=json.dumps(document).encode("ascii"), capture_output=True,
                                   env=environment, timeout=timeout, check=False)
@@ -170,47 +165,3 @@ def run_worker(worker: Path, stack_id: str, groups: Sequence[tuple[datetime, Seq
             raise LibraryRunError(worker, f"answered {len(got['results'])} cases, asked {len(asked['cases'])}")
         results.append(got["results"])
     return results
-
-
-# ---------------------------------------------------------------- worker side (runs under libfaketime)
-
-def _read_clock() -> dict[str, int]:
-    import ctypes  # stdlib; only the worker needs it
-
-    libc = ctypes.CDLL(None)
-    libc.time.restype = ctypes.c_int64
-    libc.time.argtypes = [ctypes.c_void_p]
-    return {"python": int(time.time() // 1), "libc": int(libc.time(None))}
-
-
-def _load_worker(path: str) -> Callable[..., list[dict[str, Any]]]:
-    spec = importlib.util.spec_from_file_location(f"_iotaudit_worker_{Path(path).stem}", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot load worker {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.answer  # type: ignore[no-any-return]
-
-
-def _worker_main(worker_path: str) -> int:
-    answer = _load_worker(worker_path)
-    document = json.load(sys.stdin)
-    out_groups = []
-    for group in document["groups"]:
-        # putenv() reaches libfaketime's getenv("FAKETIME"); FAKETIME_NO_CACHE makes it re-read it.
-        os.environ["FAKETIME"] = group["faketime"]
-        clock = _read_clock()
-        cases = [{**case,
-                  "served": [base64.b64decode(text) for text in case["served"]],
-                  "store": [base64.b64decode(text) for text in case["store"]]} for case in group["cases"]]
-        results = answer(document["stack_id"], cases, document["options"]) if cases else []
-        after = _read_clock()
-        if after != clock:  # the clock is frozen: anything else means it was not faked throughout
-            clock = after | {"python": -1}
-        out_groups.append({"clock": clock, "results": results})
-    json.dump({"groups": out_groups}, sys.stdout)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1]))

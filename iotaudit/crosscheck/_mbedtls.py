@@ -11,9 +11,11 @@ Stacks:
     ``mbedtls-2.28``: a plain CA list (``mbedtls_ssl_conf_ca_chain``).
     ``esp-idf-bundle``: ESP-IDF bundle logic re-implemented over real mbed TLS 2.28 (the default
         mode of ``esp_crt_bundle.c``: empty dummy CA + its verify callback). ESP-IDF itself ships
-        mbed TLS 3.x; the chain building here is 2.28's. ``esp-idf-bundle-cross-signed`` needs
-        ``MBEDTLS_X509_TRUSTED_CERTIFICATE_CALLBACK`` (``mbedtls_ssl_conf_ca_cb``), which Debian's
-        build does not enable, so it is not answered here.
+        mbed TLS 3.x; the chain building here is 2.28's.
+    ``esp-idf-bundle-cross-signed``: ESP-IDF bundle logic re-implemented over real mbed TLS 2.28,
+        with ``CROSS_SIGNED_VERIFY``'s CA callback emulated by a CA list of synthetic name+key
+        roots (Debian's build lacks ``MBEDTLS_X509_TRUSTED_CERTIFICATE_CALLBACK``); see
+        :mod:`._mbedtls_worker`.
 
 Errors are the ``MBEDTLS_X509_BADCERT_*`` flag names, then the return code with
 ``mbedtls_strerror`` and the ``mbedtls_x509_crt_verify_info`` text.
@@ -30,7 +32,7 @@ from pathlib import Path
 from iotaudit.crosscheck import _faketime
 from iotaudit.crosscheck._types import Case, LibraryVerdict
 
-STACK_IDS: tuple[str, ...] = ("mbedtls-2.28", "esp-idf-bundle")
+STACK_IDS: tuple[str, ...] = ("mbedtls-2.28", "esp-idf-bundle", "esp-idf-bundle-cross-signed")
 
 # Debian bookworm libmbedx509-1 / libmbedcrypto7 (pulled in by libmbedtls-dev).
 _X509 = "libmbedx509.so.1"

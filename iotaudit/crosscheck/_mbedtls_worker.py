@@ -31,17 +31,26 @@ whose only flag (BAD_MD aside) is NOT_TRUSTED it looks the issuer's DER name up 
 (subject DER + SubjectPublicKeyInfo of each store certificate, sorted by name, binary
 search with ``memcmp`` over the shorter length) and checks the signature with the stored key;
 success clears the flags, failure returns ``MBEDTLS_ERR_X509_CERT_VERIFY_FAILED`` (fatal).
+
+The ``esp-idf-bundle-cross-signed`` stack (``CONFIG_MBEDTLS_CERTIFICATE_BUNDLE_CROSS_SIGNED_VERIFY``)
+adds ``esp_crt_ca_cb_callback``: mbed TLS asks it, for each child, for a trusted parent, and it
+synthesises one from the bundle entry named by the child's issuer (name and key only, no dates).
+Debian's mbed TLS 2.28 is built without ``MBEDTLS_X509_TRUSTED_CERTIFICATE_CALLBACK``, so here the
+synthetic parents are built up front (one per bundle name, the entry the binary search finds) and
+given as the CA list; mbed TLS's own trusted-first search then picks them exactly where the CA
+callback would have offered them. The verify callback is the same as in the default mode.
 """
 
 from __future__ import annotations
 
 import ctypes
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 # ABI of libmbedx509.so.1 (mbed TLS 2.28): sizeof(mbedtls_x509_crt) is 616 and
@@ -209,6 +218,55 @@ def _signed_by_key(child: x509.Certificate, spki: bytes) -> bool:
     return True
 
 
+_SYNTHETIC_SIGNER: list[ec.EllipticCurvePrivateKey] = []
+_SYNTHETIC_ROOTS: dict[bytes, bytes] = {}
+
+
+def _synthetic_root(store_der: bytes) -> bytes:
+    """A CA certificate carrying only a bundle entry's name and key, with no meaningful dates.
+
+    Stands in for the parent ``esp_crt_ca_cb_callback`` synthesises (CROSS_SIGNED_VERIFY): version 3,
+    CA, the bundle's subject and key. Its own signature is never checked (mbed TLS stops at a trusted
+    parent), and it is valid from 1950 to 9999 so mbed TLS sets no EXPIRED/FUTURE on it, which is
+    what ESP-IDF's callback achieves by clearing those flags on its synthetic root.
+    """
+    cached = _SYNTHETIC_ROOTS.get(store_der)
+    if cached is not None:
+        return cached
+    if not _SYNTHETIC_SIGNER:
+        _SYNTHETIC_SIGNER.append(ec.generate_private_key(ec.SECP256R1()))
+    original = x509.load_der_x509_certificate(store_der)
+    synthetic = (x509.CertificateBuilder().subject_name(original.subject).issuer_name(original.subject)
+                 .public_key(original.public_key()).serial_number(1)
+                 .not_valid_before(datetime(1950, 1, 1, tzinfo=timezone.utc))
+                 .not_valid_after(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc))
+                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                 .sign(_SYNTHETIC_SIGNER[0], hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    _SYNTHETIC_ROOTS[store_der] = synthetic
+    return synthetic
+
+
+def _cross_signed_trust(store: Sequence[bytes]) -> list[bytes]:
+    """One synthetic root per bundle name: the entry esp_crt_find_cert's binary search returns."""
+    usable = []
+    for der in store:
+        try:
+            usable.append((x509.load_der_x509_certificate(der), der))
+        except ValueError:
+            continue
+    bundle = _bundle([der for _, der in usable])
+    chosen = []
+    for name in sorted({entry[0] for entry in bundle}):
+        entry = _bundle_find(bundle, name)
+        for certificate, der in usable:
+            spki = certificate.public_key().public_bytes(serialization.Encoding.DER,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+            if entry is not None and (_name_der(certificate, issuer=False), spki) == entry:
+                chosen.append(_synthetic_root(der))
+                break
+    return chosen
+
+
 class _EspBundleCallback:
     """esp_crt_verify_callback over one bundle; keeps the ctypes callback alive."""
 
@@ -252,6 +310,13 @@ def _verify_one(lib: _Library, stack_id: str, served: Sequence[bytes], store: Se
         if stack_id == "esp-idf-bundle":
             # esp_crt_bundle_attach: mbedtls_ssl_conf_ca_chain(conf, &s_dummy_crt, NULL) + the verify callback.
             callback = _EspBundleCallback(_bundle(store))
+        elif stack_id == "esp-idf-bundle-cross-signed":
+            # esp_crt_bundle_attach with CROSS_SIGNED_VERIFY: mbedtls_ssl_conf_ca_cb + the verify callback.
+            # Debian's 2.28 lacks MBEDTLS_X509_TRUSTED_CERTIFICATE_CALLBACK, so the synthetic parents
+            # the CA callback would hand out per child are given up front as the CA list.
+            callback = _EspBundleCallback(_bundle(store))
+            for der in _cross_signed_trust(store):
+                lib.x509.mbedtls_x509_crt_parse_der(trust, der, len(der))
         else:
             for der in store:
                 lib.x509.mbedtls_x509_crt_parse_der(trust, der, len(der))  # a bad store entry is skipped

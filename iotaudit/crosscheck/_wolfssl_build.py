@@ -8,9 +8,9 @@ Debian's patches, using wolfSSL's CMake defaults plus SNI (``-DWOLFSSL_SNI=yes``
 AWS IoT client needs; it does not touch chain building). ``-Wno-error`` because GCC 12 warns
 on ``src/tls.c`` in 5.5.4.
 
-Usage (what ``.ci/run`` does)::
+Usage (``.ci/run`` runs the file by path, so any Python 3.11 will do: it imports only the stdlib)::
 
-    python -m iotaudit.crosscheck._wolfssl_build [DIRECTORY]
+    python3 iotaudit/crosscheck/_wolfssl_build.py [--if-missing] [DIRECTORY]
 
 The library lands in ``DIRECTORY/libwolfssl.so.35`` (default :data:`DEFAULT_DIRECTORY`), next to
 ``BUILD.txt`` recording the source version and the CMake options. Needs the Debian packages
@@ -92,12 +92,25 @@ def build(directory: Path = DEFAULT_DIRECTORY) -> Path:
     return target
 
 
+def is_current(directory: Path = DEFAULT_DIRECTORY) -> bool:
+    """True when ``directory`` holds a default build of the installed Debian wolfSSL version."""
+    notes = directory / "BUILD.txt"
+    if not (directory / LIBRARY_NAME).is_file() or not notes.is_file():
+        return False
+    return f"Debian source wolfssl {installed_version()}\n" in notes.read_text(encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: build into DIRECTORY (default :data:`DEFAULT_DIRECTORY`); 0 ok, 2 on failure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIRECTORY)
+    parser.add_argument("--if-missing", action="store_true",
+                        help="do nothing when DIRECTORY already holds a build of the installed version")
     args = parser.parse_args(argv)
     try:
+        if args.if_missing and is_current(args.directory):
+            print(f"{args.directory / LIBRARY_NAME}: up to date")
+            return 0
         print(build(args.directory))
     except (OSError, subprocess.CalledProcessError, StopIteration) as err:
         print(f"wolfSSL default build failed: {err}", file=sys.stderr)
