@@ -141,7 +141,7 @@ def main() -> int:
         print(json.dumps(run_one(Path(args.one[0]), Path(args.one[1]), args.sample)))
         return 0
 
-    from iotaudit.collect import collect
+    from iotaudit.collection import collect
     from iotaudit.lab import Lab
     from iotaudit.store import write_run
 

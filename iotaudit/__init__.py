@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Target": "discover", "parse_target": "discover", "targets_from_prefix": "discover",
     "describe_endpoints": "discover", "read_targets_file": "discover", "targets_from_lab": "discover",
     # 2 collect / import
-    "probe": "collect", "ProbeResult": "collect", "collect": "collect", "summarize": "collect",
+    "probe": "collection", "ProbeResult": "collection", "collect": "collection", "summarize": "collection",
     "import_chains": "offline",
     # 3 store
     "Run": "store", "load_run": "store", "write_run": "store",
@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "AuditResult": "auditing", "audit": "auditing", "write_audit": "auditing", "load_audit": "auditing",
     "cross_check": "auditing",
     # 5 report
-    "drift": "drift", "render_reports": "reports", "load_inputs": "reports", "write_metrics": "metrics", "render_metrics": "metrics",
+    "drift": "run_drift", "render_reports": "reports", "load_inputs": "reports", "write_metrics": "metrics", "render_metrics": "metrics",
     # enums and errors
     "Probe": "columns", "ProbeStatus": "columns", "KeyType": "columns", "EndpointType": "columns",
     "IotauditError": "errors", "PemError": "errors", "TargetError": "errors", "RunError": "errors",

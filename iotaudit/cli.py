@@ -17,7 +17,7 @@ from . import __version__
 from .errors import IotauditError
 
 # Order is the order of the help text: the pipeline, then the lab.
-COMMAND_MODULES = ("collect", "offline", "auditing", "reports", "drift", "lab")
+COMMAND_MODULES = ("collection", "offline", "auditing", "reports", "run_drift", "lab")
 
 DESCRIPTION = """\
 Can your AWS IoT fleet authenticate AWS IoT Core, today and on every date ahead?

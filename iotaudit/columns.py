@@ -81,7 +81,7 @@ class EndpointType(str, Enum):
         return self.value
 
 
-# --- observations: one row per target x probe (iotaudit.collect) -------------
+# --- observations: one row per target x probe (iotaudit.collection) -------------
 OBSERVATION_ID = "observation_id"
 HOST = "host"                  # the name: SNI and the name validated against
 PORT = "port"
@@ -721,7 +721,7 @@ RANKED_RISK_COLUMNS: dict[str, Any] = {
     DETAIL: "string",            # one sentence for a report
 }
 
-# --- collect summary: one row per observation, for people (iotaudit.collect.summarize) ---
+# --- collect summary: one row per observation, for people (iotaudit.collection.summarize) ---
 SUMMARY_CHAIN = "chain"                  # subject CNs in served order joined by " <- "
 SUMMARY_TOP = "top_catalog_name"         # catalogue name of the last certificate served ("(key)": key match only)
 SUMMARY_EARLIEST = "earliest_not_after"

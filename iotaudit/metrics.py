@@ -41,7 +41,7 @@ from typing import Any
 import pandas as pd
 
 from . import columns as c
-from .drift import certificate_roles
+from .run_drift import certificate_roles
 from .store import Run
 
 # Verdict order, worst first: a profile takes the worst verdict of the chains it may meet.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .catalog import Catalog, aws_catalog
 from .certs import cert_der, load_pem_x509_certificates
-from .collect import ProbeResult, format_summary, run_from_results, summarize
+from .collection import ProbeResult, format_summary, run_from_results, summarize
 from .columns import Probe, ProbeStatus
 from .discover import Target
 from .errors import PemError, TargetError

@@ -620,7 +620,7 @@ def pins_today_table(inputs: ReportInputs) -> Html:
 
 def drift_table(inputs: ReportInputs) -> Html:
     """Changes since the baseline run, most alarming first."""
-    from .drift import drift
+    from .run_drift import drift
 
     if inputs.baseline is None:
         return Html('<p class="iotaudit-empty">No baseline run was given.</p>')
@@ -632,7 +632,7 @@ def drift_table(inputs: ReportInputs) -> Html:
 
 def drift_counts_table(inputs: ReportInputs) -> Html:
     """Number of changes per kind since the baseline run."""
-    from .drift import drift, drift_summary
+    from .run_drift import drift, drift_summary
 
     if inputs.baseline is None:
         return Html('<p class="iotaudit-empty">No baseline run was given.</p>')
@@ -967,7 +967,7 @@ def render_reports(
             "audit": _jsonable(dict(getattr(result, "summary", {}) or {})),
         }
         if baseline is not None:
-            from .drift import drift, drift_summary
+            from .run_drift import drift, drift_summary
 
             summary["drift"] = drift_summary(drift(baseline, run))
             summary["baseline_run"] = params["baseline_run"]
