@@ -219,7 +219,7 @@ def expiry_timeline(
         bars = sorted(bars, key=lambda b: b[2])[:max_bars]
     kinds_order = {"path": 0, "served": 1, "anchor": 2}
     bars.sort(key=lambda b: (kinds_order[b[3]], b[2]))
-    path_label = ("Firmware profile works until (firmware_break_date: nothing AWS could serve validates after it)" if renewed
+    path_label = ("Firmware profile works until (first break if AWS keeps renewing leaf certificates)" if renewed
                   else "Firmware profile works until (first break date)")
     style = {
         "served": dict(color=BLUE, hatch="", label="Served certificate valid until (not_after)"),

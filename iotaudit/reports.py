@@ -442,7 +442,7 @@ def headline_table(inputs: ReportInputs) -> Html:
         ("Devices broken today", f"{n['devices_by_verdict']['broken']:,}"),
         ("Devices at risk", f"{n['devices_by_verdict']['at-risk']:,}"),
         ("Devices covered", f"{n['devices_by_verdict']['covered']:,}"),
-        ("Update firmware by (firmware side)", _fmt_date(n["earliest_renewed_break_date"]) +
+        ("First firmware break if AWS keeps renewing leaves", _fmt_date(n["earliest_renewed_break_date"]) +
          (f" ({_profiles_and_devices(n['earliest_renewed_break_profiles'], n['earliest_renewed_break_devices'])})"
           if n["earliest_renewed_break_profiles"] else "")),
         ("Earliest break if nothing changes", _fmt_date(n["earliest_break_date"]) +
@@ -544,9 +544,8 @@ def break_dates_table(inputs: ReportInputs) -> Html:
     """Per profile: when it must be updated (AWS keeps renewing leaves) and when it breaks if nothing changes."""
     return table(inputs.frame("expiry"), {
         "profile": "Firmware profile", "devices": "Devices", "state": "State",
-        "firmware_break_date": "Update firmware by (firmware side)",
+        "firmware_break_date": "Update firmware by (AWS renewing leaves)",
         "firmware_break_cause": "Because of (firmware side)",
-        "firmware_break_cause_kind": "Ended by",
         "break_date": "First break if nothing changes",
         "dark_date": "Loses every path if nothing changes", "break_cause_name": "Because of (as served)",
         "first_break_host": "First endpoint to break",
@@ -584,9 +583,9 @@ def cliff_table(inputs: ReportInputs) -> Html:
             losing |= frame["devices_losing_firmware"] > 0
         frame = frame[losing]
     return table(frame, {"date": "Date",
-                         "devices_losing_firmware": "Devices whose firmware can validate nothing AWS could serve",
-                         "devices_connected_firmware": "Firmware still able to connect",
-                         "profiles_firmware": "Firmware reaching its firmware-side date",
+                         "devices_losing_firmware": "Devices losing every path (AWS keeps renewing leaves)",
+                         "devices_connected_firmware": "Still connected (AWS keeps renewing leaves)",
+                         "profiles_firmware": "Firmware losing every path (AWS keeps renewing leaves)",
                          "devices_losing": "Devices losing every path (nothing changes)",
                          "devices_connected": "Still connected (nothing changes)"}, sort=["date"],
                  empty="No device loses its last valid path within the horizon.")
@@ -1018,7 +1017,7 @@ def index_page(summary: Mapping[str, Any], specs: Sequence[NotebookSpec]) -> str
         ("Broken today", f"{verdicts.get('broken', 0):,}", "bad" if verdicts.get("broken") else "good"),
         ("At risk", f"{verdicts.get('at-risk', 0):,}", "warn" if verdicts.get("at-risk") else "good"),
         ("Covered", f"{verdicts.get('covered', 0):,}", ""),
-        ("Firmware update due (firmware side)", _fmt_date(summary.get("earliest_firmware_break_date")), ""),
+        ("Firmware update due (AWS keeps renewing leaves)", _fmt_date(summary.get("earliest_firmware_break_date")), ""),
         ("Earliest break (nothing changes)", _fmt_date(summary.get("earliest_break_date")), ""),
     ]
     card_html = "".join(f'<div class="card {cls}"><div class="num">{esc(value)}</div><div class="lbl">{esc(label)}</div></div>'
