@@ -19,6 +19,7 @@ coverage/expiry/pinning/inventory, which call this module.
 from __future__ import annotations
 
 import collections
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -121,6 +122,8 @@ class _Facts:
     subject_bucket: int    # GnuTLS trust-list bucket of the subject name, and of the issuer name
     issuer_bucket: int
     dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]   # iPAddress subjectAltNames, normalised (ipaddress.ip_address(...).compressed)
+    has_san: bool
     cn: str
 
 
@@ -176,6 +179,11 @@ def _read_facts(cert: x509.Certificate) -> _Facts:
         rsa_bits = key.key_size if isinstance(key, rsa.RSAPublicKey) else 0
     except ValueError:
         rsa_bits = 0
+    try:
+        exts.get_extension_for_class(x509.SubjectAlternativeName)
+        has_san = True
+    except x509.ExtensionNotFound:
+        has_san = False
     hash_alg = cert.signature_hash_algorithm
     same_name = subject_der == issuer_der
     return _Facts(
@@ -186,6 +194,7 @@ def _read_facts(cert: x509.Certificate) -> _Facts:
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
         self_issued=same_name and (akid is None or skid is None or akid == skid),
         subject_bucket=_bucket(subject_der), issuer_bucket=_bucket(issuer_der), dns_names=tuple(_sans(cert)),
+        ip_addresses=tuple(_ip_sans(cert)), has_san=has_san,
     )
 
 
@@ -278,23 +287,44 @@ def _sans(cert: x509.Certificate) -> list[str]:
         return []
 
 
-def leaf_names(leaf: x509.Certificate, stack: Stack | str) -> tuple[str, ...]:
-    """The names ``stack`` matches a host against: the subjectAltName DNS names, else (CN fallback) the CN.
+def _ip_sans(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    return [ip.compressed for ip in san.get_values_for_type(x509.IPAddress) if not isinstance(ip, ipaddress._BaseNetwork)]
 
-    OpenSSL (v3_utl.c do_x509_check), mbed TLS (x509_crt_verify_name), GnuTLS
-    (gnutls_x509_crt_check_hostname2), wolfSSL (CheckHostName) and BearSSL
-    use the subject CN only when the leaf has no DNS subjectAltName.
+
+def _ip_host(host: str) -> str | None:
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        return None
+
+
+def leaf_names(leaf: x509.Certificate, stack: Stack | str) -> tuple[str, ...]:
+    """The names ``stack`` matches a host name against: the subjectAltName DNS names, else (CN fallback) the CN.
+
+    OpenSSL (v3_utl.c do_x509_check) uses the subject CN when the leaf has no
+    DNS subjectAltName; mbed TLS (x509_crt_verify_name), GnuTLS
+    (gnutls_x509_crt_check_hostname2), BearSSL and wolfSSL's distro build only
+    when it has no subjectAltName at all (``Stack.san_blocks_cn``); Android never.
     """
     f = _facts(leaf)
-    if f.dns_names or not get_stack(stack).cn_fallback:
+    st = get_stack(stack)
+    if f.dns_names or not st.cn_fallback or (st.san_blocks_cn and f.has_san):
         return f.dns_names
     cns = f.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return tuple(str(a.value) for a in cns[-1:])
 
 
 def leaf_matches_host(leaf: x509.Certificate, host: str, stack: Stack | str) -> bool:
-    """Whether ``stack`` accepts ``leaf`` as naming ``host``."""
-    return any(_pattern_matches(name, host) for name in leaf_names(leaf, stack))
+    """Whether ``stack`` accepts ``leaf`` as naming ``host`` (an IP address against iPAddress names if it can)."""
+    st = get_stack(stack)
+    ip = _ip_host(host)
+    if ip is not None and st.ip_san:
+        return ip in _facts(leaf).ip_addresses
+    return any(_pattern_matches(name, host) for name in leaf_names(leaf, st))
 
 
 # ---------------------------------------------------------------------------
@@ -364,7 +394,7 @@ def _pick_valid_first(cands: Iterable[x509.Certificate], as_of: datetime, st: St
     """First time-valid candidate, else the one expiring last (X509_STORE_CTX_get1_issuer, find_issuer)."""
     best = None
     for cand in cands:
-        if _time_ok(cand, as_of, st):
+        if _time_ok(cand, as_of, st) or not st.prefers_valid_twin:
             return cand
         if best is None or _facts(cand).not_after > _facts(best).not_after:
             best = cand
@@ -454,6 +484,11 @@ def _openssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
             pool.remove(nxt)
             chain.append(nxt)
             num_untrusted += 1
+    if not trusted and partial and num_untrusted == len(chain) and any(_fp(s) == _fp(served[0]) for s in store):
+        # check_trust's last resort under PARTIAL_CHAIN: the leaf itself is in the store (lookup_cert_match,
+        # an exact match).  The certificates built above it are still checked (internal_verify).
+        _check_path(chain, len(chain), st, as_of)
+        return [served[0]], 1
     if not trusted:
         top = chain[-1]
         stored = len(chain) > num_untrusted
@@ -505,7 +540,7 @@ def _mbed_find(child: x509.Certificate, cands: Iterable[x509.Certificate], trust
         good = _signed_by(child, parent)
         if trusted and not good:
             continue
-        dated = not (trusted and st.anchor_form is AnchorForm.NAME_AND_KEY)
+        dated = st.prefers_valid_twin and not (trusted and st.anchor_form is AnchorForm.NAME_AND_KEY)
         if dated and not _time_ok(parent, as_of, st):
             if fallback[0] is None:
                 fallback = (parent, good)
@@ -648,6 +683,8 @@ def _wolfssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
     for cert in reversed(served[1:]):
         f = _facts(cert)
         signer = signer_of(cert)
+        if signer is None and not st.served_dates_need_signer and (bad := _time_reason(cert, as_of, st)) is not None:
+            raise _Fail(bad[0], bad[1])
         if signer is None:
             if st.use_all_presented:
                 raise _Fail("all-presented", f"{lib} (default build) needs every served certificate to chain to the "
@@ -663,6 +700,9 @@ def _wolfssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
             add(cert, False)
     leaf = served[0]
     signer = signer_of(leaf)
+    if signer is None and not st.use_all_presented and key_of(leaf) in keys and any(
+            _fp(s) in from_store and key_of(s) == key_of(leaf) for s in signers):
+        return [leaf], 1                        # with alternative chains, a leaf loaded as a CA is trusted itself
     if signer is None:
         raise _no_anchor(leaf, served, 1) if not served[1:] else _Fail(
             "no-anchor", f"{lib} found no signer for leaf '{_facts(leaf).cn}': its issuer "
@@ -855,6 +895,10 @@ def _bearssl(served: Sequence[x509.Certificate], store: Sequence[x509.Certificat
     the anchor's key verifies it) the chain is trusted and the rest is ignored; otherwise the next served
     certificate must be its issuer."""
     lib = st.library
+    leaf = _facts(served[0])
+    if any(_facts(s).subject_der == leaf.subject_der and _facts(s).spki == leaf.spki and not _facts(s).is_ca
+           for s in store):
+        return [served[0]], 1                   # direct trust: the end-entity itself is a (non-CA) trust anchor
     for k, cert in enumerate(served):
         if k > 0:
             prev = served[k - 1]
@@ -988,7 +1032,7 @@ def validate_chain(
         return PathVerdict(False, reason=err.reason, rule=err.rule)
     leaf = served[0]
     if host and not leaf_matches_host(leaf, host, st):
-        names = leaf_names(leaf, st)
+        names = _facts(leaf).ip_addresses if _ip_host(host) is not None and st.ip_san else leaf_names(leaf, st)
         valid_for = ", ".join(names) if names else "no DNS name (no subjectAltName, and no CN fallback)"
         return PathVerdict(False, reason=f"hostname mismatch: leaf '{_facts(leaf).cn}' is valid for "
                            f"{valid_for}, not {host}", rule="hostname")

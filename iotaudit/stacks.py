@@ -99,11 +99,18 @@ class Stack:
         sources: The library files, options and upstream issues the behaviours come from.
         library: The library's name as reasons say it ("mbed TLS").
         prefers_valid_twin: Among same-name issuer candidates the first time-valid one is taken before
-            the first one (mbed TLS x509_crt_find_parent_in, OpenSSL X509_STORE_CTX_get1_issuer).
+            the first one (mbed TLS x509_crt_find_parent_in, OpenSSL X509_STORE_CTX_get1_issuer); used by the
+            OpenSSL and mbed TLS builders (GnuTLS's own rule is in its builder).
         served_dates_need_signer: A served certificate's dates are checked only once its signer is known
-            (wolfSSL ParseCertRelative returns ASN_NO_SIGNER_E before it looks at dates).
+            (wolfSSL ParseCertRelative returns ASN_NO_SIGNER_E before it looks at dates); used by the
+            last-to-first (wolfSSL) builder.
         not_after_inclusive: A certificate is still valid at its notAfter second (RFC 5280 4.1.2.5);
             OpenSSL's X509_cmp_time counts that second as past (measured, tests/README-reallibs.md).
+        ip_san: A host that is an IP address is matched against the leaf's iPAddress subjectAltNames
+            (RFC 6125 / RFC 9525 section 6.2); otherwise it is compared as a name.
+        san_blocks_cn: Any subjectAltName extension turns the CN fallback off, not only one holding a DNS
+            name (mbed TLS, GnuTLS, BearSSL and wolfSSL's distro build; OpenSSL falls back to the CN
+            when the subjectAltName holds only an IP address).
     """
 
     id: str
@@ -124,6 +131,8 @@ class Stack:
     prefers_valid_twin: bool = True
     served_dates_need_signer: bool = False
     not_after_inclusive: bool = True
+    ip_san: bool = False
+    san_blocks_cn: bool = False
 
     def __post_init__(self) -> None:
         if not self.id or self.id != self.id.strip().lower():
@@ -201,6 +210,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.SELF_SIGNED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=1024, cn_fallback=True,
+        ip_san=True,
         max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_EVIDENCE,
         sources=(_OSSL_VFY, _OSSL_TF, _OSSL_SEC, _OSSL_HOST),
     ),
@@ -210,6 +220,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=1024, cn_fallback=True,
+        ip_san=True,
         max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_EVIDENCE,
         sources=(_OSSL_VFY, _OSSL_TF, _OSSL_SEC, _OSSL_HOST,
                  "aws/s2n-tls tls/s2n_x509_validator.c sets X509_V_FLAG_PARTIAL_CHAIN"),
@@ -220,6 +231,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.UNTRUSTED_FIRST, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.SELF_SIGNED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=0, cn_fallback=True,
+        ip_san=True,
         max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_OLD_EVIDENCE,
         sources=(_OSSL_VFY, "X509_V_FLAG_TRUSTED_FIRST cleared, X509_V_FLAG_NO_ALT_CHAINS set", _OSSL_HOST),
     ),
@@ -229,6 +241,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.UNTRUSTED_FIRST_ALT_CHAINS, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.SELF_SIGNED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=0, cn_fallback=True,
+        ip_san=True,
         max_depth=_OPENSSL_DEPTH, not_after_inclusive=False, evidence=_OSSL_OLD_EVIDENCE,
         sources=(_OSSL_VFY, _OSSL_ALT, "X509_V_FLAG_TRUSTED_FIRST cleared", _OSSL_HOST),
     ),
@@ -238,7 +251,9 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        max_depth=_MBED_DEPTH_N, evidence=("verified against mbed TLS 2.28 (Debian 12 libmbedtls 2.28.3, under libfaketime, "
+        san_blocks_cn=True,
+        max_depth=_MBED_DEPTH_N,
+        evidence=("verified against mbed TLS 2.28 (Debian 12 libmbedtls 2.28.3, under libfaketime, "
                   "tests/test_differential.py)"),
         sources=(_MBED_VFY, _MBED_PROFILE, _MBED_NAME, _MBED_DEPTH),
     ),
@@ -248,9 +263,12 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        max_depth=_MBED_DEPTH_N, evidence=("modelled from mbedtls-3.6 library/x509_crt.c (the chain building and default profile of 2.28, "
+        ip_san=True, san_blocks_cn=True,
+        max_depth=_MBED_DEPTH_N,
+        evidence=("modelled from mbedtls-3.6 library/x509_crt.c (the chain building and default profile of 2.28, "
                   "which is verified; no 3.6 library is packaged here)"),
-        sources=(_MBED_VFY.replace("2.28", "3.6"), _MBED_PROFILE, _MBED_NAME, _MBED_DEPTH),
+        sources=(_MBED_VFY.replace("2.28", "3.6"), _MBED_PROFILE, _MBED_NAME, _MBED_DEPTH,
+                 "library/x509_crt.c x509_crt_check_san_ip (3.x): iPAddress subjectAltNames"),
     ),
     Stack(
         id="esp-idf-bundle", title="ESP-IDF mbed TLS with the certificate bundle (default)", library="ESP-IDF's certificate bundle",
@@ -258,7 +276,9 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.CHAIN_TOP, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        max_depth=_MBED_DEPTH_N, evidence=(f"modelled from {_ESP_BUNDLE}; its callback re-implemented over real mbed TLS 2.28.3 agrees "
+        san_blocks_cn=True,
+        max_depth=_MBED_DEPTH_N,
+        evidence=(f"modelled from {_ESP_BUNDLE}; its callback re-implemented over real mbed TLS 2.28.3 agrees "
                   "(tests/test_differential.py)"),
         sources=(_ESP_BUNDLE, _MBED_VFY, _MBED_PROFILE, _MBED_NAME),
     ),
@@ -269,7 +289,10 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.TRUSTED_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=2048, cn_fallback=True,
-        max_depth=_MBED_DEPTH_N, evidence=f"modelled from {_ESP_CROSS}",
+        san_blocks_cn=True,
+        max_depth=_MBED_DEPTH_N,
+        evidence=(f"modelled from {_ESP_CROSS}; its CA callback emulated over real mbed TLS 2.28.3 (synthetic "
+                  "name-and-key roots) agrees (tests/test_differential.py)"),
         sources=(_ESP_CROSS, _MBED_VFY, _MBED_PROFILE, _MBED_NAME),
     ),
     Stack(
@@ -289,7 +312,9 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.LAST_TO_FIRST, served_issuers=ServedIssuers.LATER_IN_LIST,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.AT_LOAD,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=1024, cn_fallback=True,
-        max_depth=10, evidence=("verified against wolfSSL 5.5 (Debian 12 libwolfssl 5.5.4, --enable-distro, real TLS 1.2 "
+        ip_san=True, san_blocks_cn=True,
+        max_depth=10,
+        evidence=("verified against wolfSSL 5.5 (Debian 12 libwolfssl 5.5.4, --enable-distro, real TLS 1.2 "
                   "handshakes under libfaketime, tests/test_differential.py)"),
         sources=(_WOLF_PEER, _WOLF_ALT, _WOLF_DATES, _WOLF_DEPTH),
         prefers_valid_twin=False, served_dates_need_signer=True,
@@ -300,6 +325,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.SORTED_TRIM, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.AT_VERIFY,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=0, cn_fallback=True,
+        ip_san=True, san_blocks_cn=True,
         max_depth=16, evidence="verified against GnuTLS 3.7 (Debian 12 3.7.9-2+deb12u*, tests/test_differential.py)",
         sources=(_GNUTLS_HIGH, _GNUTLS_VFY, _GNUTLS_SIG, _GNUTLS_DEPTH),
         prefers_valid_twin=False,
@@ -310,6 +336,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.CHAIN_ORDER, served_issuers=ServedIssuers.NEXT_IN_LIST,
         anchor_form=AnchorForm.NAME_AND_KEY, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=False, min_rsa_bits=1024, cn_fallback=True,
+        san_blocks_cn=True,
         max_depth=32, evidence="verified against BearSSL 0.6 (Debian 12 libbearssl0, tests/test_differential.py)",
         sources=(_BEAR, "rustls/webpki-roots#70 (a name-and-key anchor has no validity)"),
         prefers_valid_twin=False,
@@ -320,6 +347,7 @@ _ALL: tuple[Stack, ...] = (
         search=SearchOrder.BUILDER, served_issuers=ServedIssuers.ANY_SERVED,
         anchor_form=AnchorForm.ANY_STORED, anchor_expiry=AnchorExpiry.IGNORED,
         use_all_presented=False, refuses_sha1=True, min_rsa_bits=1024, cn_fallback=False,
+        ip_san=True,
         max_depth=16, evidence=f"modelled from {_ANDROID}",
         sources=(_ANDROID, "no CN fallback since Android 9: r.android.com/581382, google/conscrypt#1145, square/okhttp#3764",
                  "conscrypt ChainStrengthAnalyzer: SHA-1 signatures and RSA < 1024 refused below the anchor"),
@@ -361,12 +389,14 @@ def stacks_markdown() -> str:
     lines = ["| `tls_stack` | Stands for | Ships in | Evidence |", "|---|---|---|---|"]
     lines += [f"| `{s.id}` | {s.title} | {s.ships_in} | {s.evidence} |" for s in STACKS.values()]
     lines += ["", "| `tls_stack` | Search | Served issuers | Anchor | Anchor expiry | Every served cert must chain "
-              "| Refuses | CN-only leaf | Depth limit |", "|---|---|---|---|---|---|---|---|---|"]
+              "| Refuses | Leaf's CN names the host | IP host | Depth limit |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in STACKS.values():
         refuses = [*(["SHA-1"] if s.refuses_sha1 else []), *([f"RSA < {s.min_rsa_bits}"] if s.min_rsa_bits else [])]
+        cn = ("never" if not s.cn_fallback else "without any subjectAltName" if s.san_blocks_cn
+              else "without a DNS subjectAltName")
         lines.append(f"| `{s.id}` | {s.search} | {s.served_issuers} | {s.anchor_form} | {s.anchor_expiry} | "
                      f"{'yes' if s.use_all_presented else 'no'} | {', '.join(refuses) or 'nothing'} | "
-                     f"{'accepted' if s.cn_fallback else 'refused'} | {s.max_depth} |")
+                     f"{cn} | {'iPAddress SAN' if s.ip_san else 'compared as a name'} | {s.max_depth} |")
     lines += ["", "Sources, per stack:", ""]
     lines += [f"- `{s.id}`: " + "; ".join(s.sources) + "." for s in STACKS.values()]
     lines += ["", "| old `path_builder` | `tls_stack` |", "|---|---|"]

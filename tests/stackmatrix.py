@@ -1,10 +1,16 @@
 """A lab PKI shaped like AWS's, and the matrix of (chain order x store x date x host) cases the differential tests run.
 
-Shape (after AWS's ATS chain, see /work/shared/notes/tls-stacks.md section 2.0)::
+Shape (after AWS's ATS chain as awsdocs/aws-iot-docs#6 and wolfSSL/wolfMQTT#436 show it served)::
 
     leaf <- M01 (RSA) <- Root CA 1 (self-signed; also cross-signed by SFS G2)
-         <- SFS G2 (self-signed; also cross-signed by Starfield Class 2)
+         <- SFS G2 (self-signed; also cross-signed by Starfield Class 2, SHA-1 self-signed like the real one)
     leaf3 <- M02 (EC) <- Root CA 3 (EC, self-signed; also cross-signed by SFS G2)
+
+plus the variants the rules need: an expired Root CA 1 twin (same name and key), an expired M01 twin, a
+SHA-1-signed M01, an RSA-1024 intermediate, a leaf with its host only in the CN, a G2 cross-sign renewed
+past Starfield Class 2's end, an unrelated root, a 9-deep chain for the depth limits, and a small family
+whose names share a GnuTLS trust-list bucket.  Dates are chosen around the lab certificates' boundaries;
+``matrix()`` is every chain x store x date with the right host, plus every chain x store with a wrong one.
 """
 
 from __future__ import annotations
@@ -105,6 +111,7 @@ class Pki:
             "leaf3": ec.generate_private_key(ec.SECP256R1()),
             "other": rsa.generate_private_key(public_exponent=65537, key_size=2048),
             **{f"level{k}": ec.generate_private_key(ec.SECP256R1()) for k in range(1, 10)},
+            **{k: ec.generate_private_key(ec.SECP256R1()) for k in ("ctop", "cg2", "croot", "cm", "cleaf")},
             "leaf8": ec.generate_private_key(ec.SECP256R1()),
             "leaf9": ec.generate_private_key(ec.SECP256R1()),
         }
@@ -138,6 +145,18 @@ class Pki:
                                        _d(2022, 1, 1), _d(2037, 1, 1))
         for k in (8, 9):
             specs[f"leaf{k}"] = _Spec("*.iot.lab.example", f"leaf{k}", f"level{k}", _d(2025, 1, 1), _d(2036, 1, 1), ca=False)
+        # GnuTLS keeps its trust list in 127 buckets by hash_pjw_bare of the subject DN (verify-high.c): "Lab Collision
+        # G2 4" and "Lab Collision Root CA" share a bucket, so a stored Collision Root is seen when GnuTLS looks in
+        # the G2's bucket, and trims the served cross-signed Collision Root by name and key.  Without the collision
+        # the chain fails on GnuTLS like the AWS-shaped one against Root CA 1 alone.
+        specs.update({
+            "ctop": _Spec("Lab Collision Top CA", "ctop", None, _d(2010, 1, 1), _d(2040, 1, 1)),
+            "cg2x": _Spec("Lab Collision G2 4", "cg2", "ctop", _d(2010, 1, 1), _d(2040, 1, 1)),
+            "croot": _Spec("Lab Collision Root CA", "croot", None, _d(2010, 1, 1), _d(2040, 1, 1)),
+            "crootx": _Spec("Lab Collision Root CA", "croot", "cg2x", _d(2010, 1, 1), _d(2040, 1, 1)),
+            "cm": _Spec("Lab Collision M01", "cm", "croot", _d(2022, 1, 1), _d(2037, 1, 1)),
+            "cleaf": _Spec("*.iot.lab.example", "cleaf", "cm", _d(2025, 1, 1), _d(2036, 1, 1), ca=False),
+        })
         self.certs: dict[str, x509.Certificate] = {}
         for short in specs:
             self._make(short, specs)
@@ -215,6 +234,7 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "leaf-without-san": ("leafnosan", "m01", "root1x", "sfsg2x"),
     # 8 and 9 intermediates under Root CA 1: mbed TLS's MBEDTLS_X509_MAX_INTERMEDIATE_CA is 8, wolfSSL's
     # MAX_CHAIN_DEPTH 9 served certificates.
+    "gnutls-bucket-collision": ("cleaf", "cm", "crootx", "cg2x"),
     "depth-8": ("leaf8", *(f"level{k}" for k in range(8, 0, -1))),
     "depth-9": ("leaf9", *(f"level{k}" for k in range(9, 0, -1))),
 }
@@ -231,6 +251,7 @@ STORES: dict[str, tuple[str, ...]] = {
     "expired-then-valid-root1": ("root1old", "root1"),
     "valid-then-expired-root1": ("root1", "root1old"),
     "unrelated": ("other",),
+    "collision-root": ("croot",),
     "all": ("root1", "root3", "sfsg2", "sfc2"),
     "all-reversed": ("sfc2", "sfsg2", "root3", "root1"),
 }

@@ -30,22 +30,14 @@ LEAF_NOT_AFTER = datetime(2026, 1, 1, tzinfo=UTC)
 CLASS2_NOT_AFTER = datetime(2034, 6, 29, 17, 39, 16, tzinfo=UTC)  # as the real Starfield Class 2
 AFTER_CLASS2 = datetime(2034, 7, 1, tzinfo=UTC)
 
-_PACKAGES = {
-    "mbedtls-2.28": "libmbedtls-dev (and libfaketime)",
-    "esp-idf-bundle": "libmbedtls-dev (and libfaketime)",
-    "wolfssl-5-alt-chains": "libwolfssl-dev (and libfaketime)",
-    "wolfssl-5": "libwolfssl-dev cmake gcc make patch xz-utils, then python -m iotaudit.crosscheck._wolfssl_build",
-}
-
-
 def require_library(stack_id: str, reason: str | None) -> None:
-    """Skip (locally) or fail (CI=true) when the real library for ``stack_id`` cannot be used.
+    """Skip (locally) or fail (CI=true) when the real library for ``stack_id`` cannot be used (``reason``).
 
     Copy of the helper in tests/reallib.py (other branch); the lead dedupes.
     """
     if reason is None:
         return
-    message = f"{stack_id}: {reason} (install {_PACKAGES.get(stack_id, 'the library')})"
+    message = f"{stack_id}: {reason}"  # the adapter's reason names the Debian package to install
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)

@@ -27,20 +27,14 @@ from tests.test_crosscheck_mbedtls import AS_OF, HOST, aws_shaped_pki, case_matr
 
 UTC = timezone.utc
 
-_PACKAGES = {
-    "wolfssl-5-alt-chains": "libwolfssl-dev (and libfaketime)",
-    "wolfssl-5": "libwolfssl-dev cmake gcc make patch xz-utils, then python -m iotaudit.crosscheck._wolfssl_build",
-}
-
-
 def require_library(stack_id: str, reason: str | None) -> None:
-    """Skip (locally) or fail (CI=true) when the real library for ``stack_id`` cannot be used.
+    """Skip (locally) or fail (CI=true) when the real library for ``stack_id`` cannot be used (``reason``).
 
     Copy of the helper in tests/reallib.py (other branch); the lead dedupes.
     """
     if reason is None:
         return
-    message = f"{stack_id}: {reason} (install {_PACKAGES.get(stack_id, 'the library')})"
+    message = f"{stack_id}: {reason}"  # the adapter's reason names the Debian package to install
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)

@@ -332,3 +332,57 @@ def test_validation_does_not_depend_on_a_clock() -> None:
     a = verdict("renewed-cross", "starfield-class-2", "mbedtls-2.28", date="after-starfield")
     b = verdict("renewed-cross", "starfield-class-2", "mbedtls-2.28", date="after-starfield")
     assert a == b and DATES["after-starfield"].tzinfo is timezone.utc
+
+
+def test_gnutls_sees_a_stored_root_only_through_the_buckets_it_looks_in() -> None:
+    # "Lab Collision G2 4" hashes into the bucket of "Lab Collision Root CA" (hash_pjw_bare % 127): the real
+    # GnuTLS accepts this chain (tests/test_differential.py), and refuses the same shape without the collision.
+    assert verdict("gnutls-bucket-collision", "collision-root", "gnutls-3.7").valid
+    assert not verdict("as-served", "root1", "gnutls-3.7").valid
+
+
+def test_an_ip_only_subject_alt_name_ends_the_cn_fallback_except_on_openssl() -> None:
+    from tests.reallib import HOST as LAB_HOST
+    from tests.reallib import aws_like_pki
+
+    lab = aws_like_pki()
+    served = [lab.leaf_ip_san.certificate, lab.inter.certificate]
+    store = [lab.root1.certificate]
+    as_of = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    for stack in ("openssl-3", "wolfssl-5"):
+        assert validate_chain(served, store, stack=stack, host=LAB_HOST, as_of=as_of).valid, stack
+    for stack in ("mbedtls-2.28", "gnutls-3.7", "bearssl", "wolfssl-5-alt-chains"):
+        v = validate_chain(served, store, stack=stack, host=LAB_HOST, as_of=as_of)
+        assert v.rule == "hostname", stack
+    for stack in ("openssl-3", "gnutls-3.7", "wolfssl-5-alt-chains"):
+        assert validate_chain(served, store, stack=stack, host="127.0.0.1", as_of=as_of).valid, stack
+    v = validate_chain(served, store, stack="openssl-3", host="127.0.0.2", as_of=as_of)
+    assert v.rule == "hostname" and "127.0.0.1" in v.reason
+
+
+def test_a_leaf_alone_in_the_store_is_trusted_where_the_library_trusts_it() -> None:
+    p = pki()
+    leaf = p.cert("leaf")
+    for stack in ("openssl-3-partial-chain", "bearssl", "wolfssl-5-alt-chains", "gnutls-3.7"):
+        v = validate_chain([leaf], [leaf], stack=stack, host=HOST, as_of=when("inside"))
+        assert v.valid and v.anchor_sha256 == p.sha("leaf"), stack
+    for stack in ("openssl-3", "mbedtls-2.28", "wolfssl-5"):
+        assert not validate_chain([leaf], [leaf], stack=stack, host=HOST, as_of=when("inside")).valid, stack
+    expired = validate_chain([leaf], [leaf], stack="bearssl", host=HOST, as_of=when("after-leaf"))
+    assert expired.rule == "expired"
+
+
+def test_the_twin_and_signer_date_behaviours_drive_the_builders() -> None:
+    import dataclasses
+
+    from iotaudit.stacks import STACKS
+
+    p = pki()
+    served, store = p.chain("no-cross"), p.certs_of(STORES["expired-then-valid-root1"])
+    naive = dataclasses.replace(STACKS["mbedtls-2.28"], prefers_valid_twin=False)
+    assert validate_chain(served, store, stack="mbedtls-2.28", host=HOST, as_of=when("inside")).valid
+    assert validate_chain(served, store, stack=naive, host=HOST, as_of=when("inside")).rule == "anchor-expired"
+    eager = dataclasses.replace(STACKS["wolfssl-5-alt-chains"], served_dates_need_signer=False)
+    served, store = p.chain("as-served"), [p.cert("root1")]
+    assert validate_chain(served, store, stack="wolfssl-5-alt-chains", host=HOST, as_of=when("after-sfsg2-cross")).valid
+    assert validate_chain(served, store, stack=eager, host=HOST, as_of=when("after-sfsg2-cross")).rule == "expired"
