@@ -36,6 +36,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from iotaudit.stacks import STACK_IDS  # noqa: E402  (the profiles are spread over every stack)
+
 STORES = ["AmazonRootCA1", "AmazonRootCA2", "AmazonRootCA3", "AmazonRootCA4", "SFSRootCAG2", "StarfieldClass2CA",
           "VeriSignClass3G5"]
 
@@ -57,7 +59,7 @@ def profile_table(n_profiles: int, seed: int = 1) -> pd.DataFrame:
         rows.append({
             "profile": f"fw-{i // 4}.{i % 4}", "region": region, "endpoints": endpoints,
             "trust_store": stores[int(rnd.integers(len(stores)))], "key_types": ["rsa", "ecdsa", "rsa;ecdsa"][i % 3],
-            "path_builder": "legacy-chain-top" if i % 7 == 0 else "modern", "pins": pins[i % len(pins)],
+            "tls_stack": STACK_IDS[i % len(STACK_IDS)], "pins": pins[i % len(pins)],
             "pin_scope": "any", "pin_expiry": "2024-01-01" if i % 11 == 0 else "",
         })
     return pd.DataFrame(rows)
@@ -77,9 +79,11 @@ def generate(path: Path, n_devices: int, profiles: pd.DataFrame, seed: int = 2) 
 
 def run_one(run_dir: Path, inventory: Path, sample: int) -> dict:
     """Load + audit one inventory in this process; returns timings, peak RSS and the per-device baseline."""
-    from iotaudit.audit import audit
-    from iotaudit.coverage import PathBuilder, chain_observations, meets, validate_chain
+    from iotaudit.auditing import audit, cross_check
     from iotaudit.inventory import load_inventory
+    from iotaudit.paths import validate_chain
+    from iotaudit.profiles import chain_observations, meets
+    from iotaudit.root_coverage import ChainJudge
     from iotaudit.store import load_run
 
     run = load_run(run_dir)
@@ -93,23 +97,28 @@ def run_one(run_dir: Path, inventory: Path, sample: int) -> dict:
     # Baseline: what a per-device loop costs (validate every chain a device meets, no sharing).
     obs = chain_observations(run)
     certs = run.certificate_objects()
-    anchors = inv.resolve(run.catalog_object())
-    prof = inv.profiles.set_index("profile_key")
+    profiles = inv.build_profiles(run.catalog_object())
+    prof = {p.key: p for p in profiles}
     keys = inv.devices["profile_key"].astype(str).sample(n=min(sample, len(inv.devices)), random_state=3)
     b0 = time.perf_counter()
     for key in keys:
-        row = prof.loc[key]
-        mask = meets({**row.to_dict(), "profile_key": key}, obs)
-        for i in np.flatnonzero(mask):
+        for i in np.flatnonzero(meets(prof[key], obs)):
             o = obs.iloc[i]
-            validate_chain([certs[s] for s in o["chain_sha256"]], anchors[key], host=str(o["host"]),
-                           as_of=run.created_at, path_builder=PathBuilder(row["path_builder"]))
+            validate_chain([certs[s] for s in o["chain_sha256"]], prof[key].store, host=str(o["host"]),
+                           as_of=run.created_at, stack=prof[key].stack)
     per_device = (time.perf_counter() - b0) / len(keys)
+    # --cross-check: the real libraries installed here, asked about every chain of every profile they back.
+    c0 = time.perf_counter()
+    checked, unavailable = cross_check(ChainJudge(run, as_of=run.created_at), profiles)
+    cross_s = time.perf_counter() - c0
+    asked = int(checked["profile"].nunique()) if len(checked) else 0
     return {"devices": len(inv.devices), "profiles": len(inv.profiles), "load_s": t1 - t0, "audit_s": t2 - t1,
             "total_s": t2 - t0, "peak_rss_mb": peak_mb, "load_rss_mb": load_mb,
             "inventory_mb": inv.devices.memory_usage(deep=True).sum() / 2**20, "sample": len(keys), "baseline_per_device_s": per_device,
             "baseline_total_s": per_device * len(inv.devices), "coverage_rows": len(result.coverage),
-            "validations": result.summary["validations"]}
+            "validations": result.summary["validations"], "validations_by_stack": result.summary["validations_by_stack"],
+            "cross_s": cross_s, "cross_profiles": asked, "cross_cases": len(checked),
+            "cross_unavailable": sorted(unavailable)}
 
 
 def _aim(r: dict) -> str:
@@ -132,7 +141,7 @@ def main() -> int:
         print(json.dumps(run_one(Path(args.one[0]), Path(args.one[1]), args.sample)))
         return 0
 
-    from iotaudit.collect import collect
+    from iotaudit.collection import collect
     from iotaudit.lab import Lab
     from iotaudit.store import write_run
 
@@ -159,6 +168,12 @@ def main() -> int:
                   f"{r['baseline_total_s']:>20.0f} {r['baseline_total_s'] / r['total_s']:>7.0f}x  {_aim(r)}",
                   flush=True)
             inv_path.unlink()
+        print("validations per stack (last size): " + ", ".join(f"{k} {v}" for k, v in r["validations_by_stack"].items()))
+        per = r["cross_s"] / r["cross_profiles"] if r["cross_profiles"] else float("nan")
+        print(f"--cross-check: {r['cross_s']:.2f} s for {r['cross_cases']} chains of {r['cross_profiles']} profiles "
+              f"= {per * 1000:.0f} ms per profile (baseline: the audit itself, {r['audit_s'] * 1000 / r['profiles']:.0f} ms "
+              f"per profile, ratio {per / (r['audit_s'] / r['profiles']):.1f}x); no library here for: "
+              f"{', '.join(r['cross_unavailable']) or 'none'}")
         print(f"baseline: validating each device's chains on its own, {r['baseline_per_device_s'] * 1000:.1f} ms per "
               f"device ({r['sample']} sampled devices) times the device count; ratio = baseline / total")
     return 0

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/collect.py [--extra-endpoints 50] [--repeat 3]``
 
-Prints probes per second, wall time and peak memory of ``iotaudit.collect``,
+Prints probes per second, wall time and peak memory of ``iotaudit.collect`` (in iotaudit/collection.py),
 then the wall time of capturing the same chains with a serial loop of
 ``openssl s_client`` processes (the way people script this today) and the
 ratio.  The lab serves from a child process so client and servers do not
@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from iotaudit import columns as c  # noqa: E402
-from iotaudit.collect import DEFAULT_PROBES, collect  # noqa: E402
+from iotaudit.collection import DEFAULT_PROBES, collect  # noqa: E402
 from iotaudit.lab import Lab  # noqa: E402
 from iotaudit.offline import parse_chain_text  # noqa: E402
 

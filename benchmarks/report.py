@@ -64,7 +64,7 @@ def main() -> int:
     parser.add_argument("--inventory", type=Path, default=ROOT / "data" / "sample_inventory.csv")
     args = parser.parse_args()
 
-    from iotaudit.collect import collect
+    from iotaudit.collection import collect
     from iotaudit.lab import Lab
     from iotaudit.reports import render_reports
     from iotaudit.store import write_run

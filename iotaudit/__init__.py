@@ -5,7 +5,9 @@ from here; other names are private whatever their module.  Names load lazily
 (PEP 562), so ``import iotaudit`` stays cheap for the CLI and the lab.
 
 Pipeline, one module per step: discover -> collect / offline -> store ->
-inventory -> coverage, expiry, pinning (audit) -> reports (plots, metrics, drift).
+inventory -> profiles -> root_coverage, expiry, pinning (all asking paths, on each profile's stack)
+-> auditing -> reports (plots, metrics, drift).  No module shares a name with a
+function exported here (``import iotaudit.auditing`` leaves ``iotaudit.audit`` the function).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Target": "discover", "parse_target": "discover", "targets_from_prefix": "discover",
     "describe_endpoints": "discover", "read_targets_file": "discover", "targets_from_lab": "discover",
     # 2 collect / import
-    "probe": "collect", "ProbeResult": "collect", "collect": "collect", "summarize": "collect",
+    "probe": "collection", "ProbeResult": "collection", "collect": "collection", "summarize": "collection",
     "import_chains": "offline",
     # 3 store
     "Run": "store", "load_run": "store", "write_run": "store",
@@ -34,15 +36,18 @@ _EXPORTS: dict[str, str] = {
     "scan": "firmware", "ScanResult": "firmware", "write_scan": "firmware", "firmware_notes": "firmware",
     "write_esp_bundle": "firmware", "read_esp_bundle": "firmware", "join_inventory": "fleetjoin", "ScanError": "errors",
     # 4 analyse
-    "Inventory": "inventory", "load_inventory": "inventory",
-    "PathBuilder": "coverage", "PathVerdict": "coverage", "validate_chain": "coverage",
-    "analyse_coverage": "coverage", "coverage": "coverage",
-    "chain_break": "expiry", "break_dates": "expiry", "certificate_expiry": "expiry",
+    "Inventory": "inventory", "load_inventory": "inventory", "Profile": "profiles",
+    "Stack": "stacks", "STACKS": "stacks", "get_stack": "stacks",
+    "PathBuilder": "columns", "PathVerdict": "paths", "PathEngine": "paths", "validate_chain": "paths",
+    "anchor_label": "paths",
+    "analyse_coverage": "root_coverage", "coverage": "root_coverage", "stack_alternatives": "root_coverage",
+    "chain_break": "expiry", "break_dates": "expiry", "firmware_break": "expiry", "certificate_expiry": "expiry",
     "anchor_expiry": "expiry", "cliff": "expiry",
-    "Pin": "pinning", "parse_pin": "pinning", "pin_risks": "pinning", "ranked_risks": "pinning",
-    "AuditResult": "audit", "audit": "audit", "write_audit": "audit", "load_audit": "audit",
+    "Pin": "pins", "parse_pin": "pins", "pin_risks": "pinning", "ranked_risks": "pinning",
+    "AuditResult": "auditing", "audit": "auditing", "write_audit": "auditing", "load_audit": "auditing",
+    "cross_check": "auditing",
     # 5 report
-    "drift": "drift", "render_reports": "reports", "load_inputs": "reports", "write_metrics": "metrics", "render_metrics": "metrics",
+    "drift": "run_drift", "render_reports": "reports", "load_inputs": "reports", "write_metrics": "metrics", "render_metrics": "metrics",
     # enums and errors
     "Probe": "columns", "ProbeStatus": "columns", "KeyType": "columns", "EndpointType": "columns",
     "IotauditError": "errors", "PemError": "errors", "TargetError": "errors", "RunError": "errors",

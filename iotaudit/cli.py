@@ -90,7 +90,7 @@ exit status: 0 success, 1 a threshold was crossed (--fail-on), 2 usage, input or
 
 # --- commands defined here, light: their modules are imported only to run them ----------------------
 
-DEFAULT_PROBES = "rsa-tls12,ecdsa-tls12,tls13"  # iotaudit.collect.DEFAULT_PROBES (a test keeps them equal)
+DEFAULT_PROBES = "rsa-tls12,ecdsa-tls12,tls13"  # iotaudit.collection.DEFAULT_PROBES (a test keeps them equal)
 
 
 def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
@@ -123,7 +123,7 @@ pass --client-cert/--client-key to complete the handshake instead.
 
 
 def _register_collect(subparsers: argparse._SubParsersAction) -> None:
-    """``iotaudit collect`` and ``iotaudit show`` (run by :mod:`iotaudit.collect`)."""
+    """``iotaudit collect`` and ``iotaudit show`` (run by :mod:`iotaudit.collection`)."""
     p = subparsers.add_parser(
         "collect", help="capture the certificate chains endpoints serve (one run directory)",
         description="Make real TLS handshakes (RSA TLS 1.2, ECDSA TLS 1.2, TLS 1.3) with every target and "
@@ -159,13 +159,13 @@ def _register_collect(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace RUN if it exists")
-    p.set_defaults(func=_lazy("collect", "collect_command"))
+    p.set_defaults(func=_lazy("collection", "collect_command"))
 
     s = subparsers.add_parser("show", help="print what a run found, one line per endpoint and probe",
                               description="Print the summary of a run directory, fitted to the terminal's width.")
     s.add_argument("run", metavar="RUN", help="run directory written by collect or import")
     s.add_argument("--wide", action="store_true", help="print every value in full, however long the lines")
-    s.set_defaults(func=_lazy("collect", "show_command"))
+    s.set_defaults(func=_lazy("collection", "show_command"))
 
 
 IMPORT_EPILOG = """\
@@ -216,7 +216,7 @@ that failed on the collecting machine (local-error) are reported as unknown, nev
 
 
 def _register_audit(subparsers: argparse._SubParsersAction) -> None:
-    """``iotaudit audit`` (run by :mod:`iotaudit.audit`)."""
+    """``iotaudit audit`` (run by :mod:`iotaudit.auditing`)."""
     parser = subparsers.add_parser(
         "audit", help="audit a device inventory against a collected run",
         description="Validate every chain each firmware profile may meet, at --as-of (default: the run's time), "
@@ -240,9 +240,12 @@ def _register_audit(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-store-certificates", type=positive_int, default=MAX_TRUST_STORE_CERTIFICATES,
                         metavar="N", help=f"most certificates one trust-store file may hold (default "
                                           f"{MAX_TRUST_STORE_CERTIFICATES})")
+    parser.add_argument("--cross-check", action="store_true",
+                        help="also ask each profile's real TLS library, where installed here, about every chain it "
+                             "meets (crosscheck frame; missing libraries are listed, not errors)")
     parser.add_argument("--out", required=True, help="audit directory to create")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    parser.set_defaults(func=_lazy("audit", "audit_command"))
+    parser.set_defaults(func=_lazy("auditing", "audit_command"))
 
 
 _USAGE_IO = "2 usage, input or I/O error, 70 internal error"
@@ -252,18 +255,18 @@ COMMANDS: tuple[Command, ...] = (
             f"exit status: 0 profiles written, {_USAGE_IO}"),
     Command("inventory", "fleetjoin", "build device inventories: join scanned profiles with a device list",
             f"exit status: 0 inventory written, {_USAGE_IO}"),
-    Command("collect", "collect", "capture the certificate chains endpoints serve (one run directory)",
+    Command("collect", "collection", "capture the certificate chains endpoints serve (one run directory)",
             f"exit status: 0 run written, 3 run written but some probes failed locally (local-error), {_USAGE_IO}",
             _register_collect),
-    Command("show", "collect", "print what a run found, one line per endpoint and probe",
+    Command("show", "collection", "print what a run found, one line per endpoint and probe",
             f"exit status: 0 printed, {_USAGE_IO}", _register_collect),
     Command("import", "offline", "turn PEM/DER/PKCS#7 bundles or `openssl s_client` transcripts into a run",
             f"exit status: 0 run written, {_USAGE_IO}", _register_import),
-    Command("audit", "audit", "audit a device inventory against a collected run",
+    Command("audit", "auditing", "audit a device inventory against a collected run",
             f"exit status: 0 nothing crosses --fail-on, 1 something does, {_USAGE_IO}", _register_audit),
     Command("report", "reports", "audit a run against an inventory and render the HTML report set",
             f"exit status: 0 nothing crosses --fail-on, 1 something does, {_USAGE_IO}"),
-    Command("drift", "drift", "compare two runs: new intermediates, issuers, anchors",
+    Command("drift", "run_drift", "compare two runs: new intermediates, issuers, anchors",
             f"exit status: 0 compared, 1 something changed with --fail-on-change, {_USAGE_IO}"),
     Command("lab", "lab", "serve or stop the loopback lab of AWS-IoT-like endpoints",
             f"exit status: 0 done, {_USAGE_IO}"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 import pandas as pd
@@ -89,7 +89,7 @@ class EndpointType(str, Enum):
         return self.value
 
 
-# --- observations: one row per target x probe (iotaudit.collect) -------------
+# --- observations: one row per target x probe (iotaudit.collection) -------------
 OBSERVATION_ID = "observation_id"
 HOST = "host"                  # the name: SNI and the name validated against
 PORT = "port"
@@ -224,7 +224,8 @@ PROFILE = "profile"            # firmware or profile name as written in the inve
 ENDPOINTS = "endpoints"
 TRUST_STORE = "trust_store"
 KEY_TYPES = "key_types"
-PATH_BUILDER = "path_builder"
+PATH_BUILDER = "path_builder"  # old inventories: modern | legacy-chain-top (mapped onto a tls_stack)
+TLS_STACK = "tls_stack"        # the device's TLS stack id (iotaudit.stacks.STACK_IDS)
 PINS = "pins"
 PIN_SCOPE = "pin_scope"
 PIN_EXPIRY = "pin_expiry"
@@ -265,14 +266,14 @@ PROFILE_DTYPES: dict[str, Any] = {
     ENDPOINTS: "object",
     TRUST_STORE: "string",
     KEY_TYPES: "object",
-    PATH_BUILDER: "string",
+    TLS_STACK: "string",
     PINS: "object",
     PIN_SCOPE: "string",
     PIN_EXPIRY: TIME,
     FIRST_ROW: "int64",
 }
 
-# --- coverage: one row per profile x observation it may meet (iotaudit.coverage) ---
+# --- coverage: one row per profile x observation it may meet (iotaudit.root_coverage) ---
 VALID = "valid"
 ANCHOR_SHA256 = "anchor_sha256"
 ANCHOR_NAME = "anchor_name"
@@ -322,6 +323,7 @@ RISK_NEEDS_CROSS_SIGN = "needs-cross-sign"
 COVERAGE_DTYPES: dict[str, Any] = {
     PROFILE: "category",
     DEVICES: "int64",
+    TLS_STACK: "category",
     OBSERVATION_ID: "int64",
     HOST: "string",
     PORT: "int32",
@@ -337,7 +339,7 @@ COVERAGE_DTYPES: dict[str, Any] = {
     RISKS: "object",
 }
 
-# --- roots to add: one row per profile x scenario (iotaudit.coverage) ---------
+# --- roots to add: one row per profile x scenario (iotaudit.root_coverage) ---------
 SCENARIO = "scenario"          # a RootsScenario value here; a PinScenario value in the pin risks
 CHAINS = "chains"              # number of chains
 FAILING = "failing"
@@ -382,7 +384,7 @@ ROOTS_TO_ADD_DTYPES: dict[str, Any] = {
     UNFIXABLE_REASONS: "object",
 }
 
-# --- fleet: one row per group x endpoint x key type x verdict (iotaudit.coverage) ---
+# --- fleet: one row per group x endpoint x key type x verdict (iotaudit.root_coverage) ---
 PROFILES = "profiles"          # list of profile names
 
 FLEET_DTYPES: dict[str, Any] = {
@@ -395,7 +397,7 @@ FLEET_DTYPES: dict[str, Any] = {
     PROFILES: "object",
 }
 
-# --- profile verdicts: one row per profile (iotaudit.coverage) ---------------
+# --- profile verdicts: one row per profile (iotaudit.root_coverage) ---------------
 COVERED = "covered"            # number of chains covered
 AT_RISK = "at_risk"            # number of chains at risk
 BROKEN = "broken"              # number of chains broken
@@ -407,6 +409,7 @@ PROFILE_VERDICT_DTYPES: dict[str, Any] = {
     PROFILE: "category",
     DEVICES: "int64",
     GROUPS: "object",
+    TLS_STACK: "category",
     VERDICT: VERDICT_DTYPE,
     CHAINS: "int64",
     COVERED: "int64",
@@ -463,41 +466,10 @@ LAST_PATH_SHA256 = "last_path_sha256"
 BREAK_CAUSE_SHA256 = "break_cause_sha256"
 BREAK_CAUSE_NAME = "break_cause_name"
 BREAK_REASON = "break_reason"
-# "If AWS keeps renewing its leaf certificates" (iotaudit.expiry module docstring): the served chain
-# validated without its leaf, the leaf's issuer taken as end entity.
-RENEWED_BREAK_DATE = "renewed_break_date"
-RENEWED_BREAK_CAUSE_SHA256 = "renewed_break_cause_sha256"
-RENEWED_BREAK_CAUSE_NAME = "renewed_break_cause_name"
-RENEWED_BASIS = "renewed_basis"
-
-
-class RenewedBasis(str, Enum):
-    """How a chain's renewed break date was found (``renewed_basis`` column of the chain breaks).
-
-    ``leaf-issuer``
-        The served chain was validated without its leaf, the certificate that
-        issued the leaf taken as end entity (no host name check).
-    ``issuer-not-served``
-        The leaf's issuer is not among the served certificates (missing
-        intermediate, or a leaf served alone): the as-served dates are used.
-    ``issuer-rejected``
-        The chain validates as served but not from the leaf's issuer at
-        ``as_of``: the as-served dates are used.
-    """
-
-    LEAF_ISSUER = "leaf-issuer"
-    ISSUER_NOT_SERVED = "issuer-not-served"
-    ISSUER_REJECTED = "issuer-rejected"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-RENEWED_BASIS_DTYPE = pd.CategoricalDtype([b.value for b in RenewedBasis])
-
 CHAIN_BREAK_COLUMNS: dict[str, Any] = {
     PROFILE: "string",
     DEVICES: "int64",
+    TLS_STACK: "category",
     OBSERVATION_ID: "int64",
     HOST: "string",
     PORT: "int32",
@@ -510,10 +482,6 @@ CHAIN_BREAK_COLUMNS: dict[str, Any] = {
     BREAK_CAUSE_SHA256: "string",  # certificate(s) of the last path whose expiry is break_date, ";"-joined
     BREAK_CAUSE_NAME: "string",
     BREAK_REASON: "string",      # the validator's reason at break_date (or at as_of when invalid then)
-    RENEWED_BREAK_DATE: TIME,    # same, for the chain without its leaf (NaT also when invalid at as_of as served)
-    RENEWED_BREAK_CAUSE_SHA256: "string",  # certificate(s) whose expiry is renewed_break_date, ";"-joined
-    RENEWED_BREAK_CAUSE_NAME: "string",
-    RENEWED_BASIS: RENEWED_BASIS_DTYPE,  # leaf-issuer, or why the as-served dates were used instead
 }
 
 # --- break dates: one row per profile (iotaudit.expiry) ----------------------
@@ -522,9 +490,41 @@ DARK_DATE = "dark_date"
 CHAINS_VALID = "chains_valid"
 FIRST_BREAK_HOST = "first_break_host"
 FIRST_BREAK_PROBE = "first_break_probe"
-RENEWED_STATE = "renewed_state"
-RENEWED_DARK_DATE = "renewed_dark_date"
-CHAINS_RENEWED_AS_SERVED = "chains_renewed_as_served"
+# The firmware-side date (iotaudit.expiry module docstring): the first instant at which nothing AWS
+# could serve under the catalogue's roots and cross-signs (every served certificate renewed) validates
+# with the profile's store, stack and pins; and what ends it.
+FIRMWARE_BREAK_DATE = "firmware_break_date"
+FIRMWARE_BREAK_CAUSE = "firmware_break_cause"            # plain words: which anchor, cross-sign or pin ends it
+FIRMWARE_BREAK_CAUSE_KIND = "firmware_break_cause_kind"  # a FirmwareCause value
+FIRMWARE_BREAK_CAUSE_NAME = "firmware_break_cause_name"  # the anchor / cross-sign / pin, as named on every page
+FIRMWARE_BREAK_CAUSE_SHA256 = "firmware_break_cause_sha256"  # the certificate(s) whose expiry ends it, ";"-joined
+
+
+class FirmwareCause(StrEnum):
+    """What ends a profile's firmware-side date (``firmware_break_cause_kind`` column of ``expiry``).
+
+    ``anchor``
+        A root in the store expires and the stack checks anchor dates.
+    ``cross-sign``
+        A cross-signed certificate in the store (e.g. the Starfield-issued
+        Amazon Root CA 1 the AWS document suggests adding) expires.
+    ``pin``
+        No pin of the enforced pin set can match anything AWS could serve any more.
+    ``no-chain``
+        Already at ``as_of`` nothing AWS could serve validates (the store holds
+        no catalogue root or cross-sign this stack can anchor on).
+    ``none``
+        Nothing ends it within the horizon.
+    """
+
+    ANCHOR = "anchor"
+    CROSS_SIGN = "cross-sign"
+    PIN = "pin"
+    NO_CHAIN = "no-chain"
+    NONE = "none"
+
+
+FIRMWARE_CAUSE_DTYPE = pd.CategoricalDtype([k.value for k in FirmwareCause])
 
 
 class BreakState(str, Enum):
@@ -544,6 +544,12 @@ BREAK_DATE_COLUMNS: dict[str, Any] = {
     PROFILE: "string",
     DEVICES: "int64",
     GROUPS: "object",
+    TLS_STACK: "category",
+    FIRMWARE_BREAK_DATE: TIME,   # update the firmware by then: nothing AWS could serve validates after it (NaT: not within horizon)
+    FIRMWARE_BREAK_CAUSE_KIND: FIRMWARE_CAUSE_DTYPE,
+    FIRMWARE_BREAK_CAUSE_NAME: "string",
+    FIRMWARE_BREAK_CAUSE_SHA256: "string",
+    FIRMWARE_BREAK_CAUSE: "string",
     STATE: "category",
     BREAK_DATE: TIME,            # some chain valid at as_of loses its last path (NaT: none within horizon)
     DARK_DATE: TIME,             # every chain has lost its paths (NaT: not within horizon, or already dark)
@@ -555,11 +561,6 @@ BREAK_DATE_COLUMNS: dict[str, Any] = {
     BREAK_CAUSE_SHA256: "string",
     BREAK_CAUSE_NAME: "string",
     BREAK_REASON: "string",
-    RENEWED_STATE: "category",   # state with the renewed dates (ok / breaks differ from state)
-    RENEWED_BREAK_DATE: TIME,    # break_date if AWS keeps renewing leaf certificates: the firmware's update-by date
-    RENEWED_DARK_DATE: TIME,     # dark_date if AWS keeps renewing leaf certificates
-    RENEWED_BREAK_CAUSE_NAME: "string",  # certificate(s) whose expiry is renewed_break_date
-    CHAINS_RENEWED_AS_SERVED: "int32",   # chains valid at as_of whose renewed dates fell back to as served
 }
 
 # --- anchor expiry: one row per profile x trust anchor (iotaudit.expiry) -----
@@ -584,20 +585,57 @@ DEVICES_LOSING = "devices_losing"
 DEVICES_CONNECTED = "devices_connected"
 DEVICES_BREAKING = "devices_breaking"
 DEVICES_INTACT = "devices_intact"
-DEVICES_LOSING_RENEWED = "devices_losing_renewed"
-DEVICES_CONNECTED_RENEWED = "devices_connected_renewed"
-PROFILES_RENEWED = "profiles_renewed"
+DEVICES_LOSING_FIRMWARE = "devices_losing_firmware"
+DEVICES_CONNECTED_FIRMWARE = "devices_connected_firmware"
+PROFILES_FIRMWARE = "profiles_firmware"
 
 CLIFF_COLUMNS: dict[str, Any] = {
     DATE: TIME,
+    DEVICES_LOSING_FIRMWARE: "int64",     # devices whose firmware_break_date is this date (at as_of: already there)
+    DEVICES_CONNECTED_FIRMWARE: "int64",  # devices whose firmware can still validate something AWS could serve
+    PROFILES_FIRMWARE: "object",          # list[str]: profiles whose firmware_break_date is this date
     DEVICES_LOSING: "int64",     # devices whose dark_date is this date (at as_of: already dark)
     DEVICES_CONNECTED: "int64",  # devices with at least one valid path after this date
     DEVICES_BREAKING: "int64",   # devices whose break_date is this date (at as_of: already partly broken)
     DEVICES_INTACT: "int64",     # devices with every chain still valid after this date
     PROFILES: "object",          # list[str]: profiles losing or breaking at this date
-    DEVICES_LOSING_RENEWED: "int64",     # devices whose renewed_dark_date is this date (at as_of: already dark)
-    DEVICES_CONNECTED_RENEWED: "int64",  # devices with a valid path after this date if AWS keeps renewing leaves
-    PROFILES_RENEWED: "object",          # list[str]: profiles whose renewed_dark_date is this date
+}
+
+# --- same store, other stacks: one row per profile x other stack (iotaudit.root_coverage) ---
+OTHER_STACK = "other_stack"
+OTHER_VERDICT = "other_verdict"
+CHANGED = "changed"            # the verdict differs from the profile's own stack's
+STACK_ALTERNATIVES_DTYPES: dict[str, Any] = {
+    PROFILE: "category",
+    TLS_STACK: "category",       # the profile's own stack
+    OTHER_STACK: "category",
+    VERDICT: VERDICT_DTYPE,      # the profile's worst verdict on its own stack
+    OTHER_VERDICT: VERDICT_DTYPE,  # its worst verdict with the same store on other_stack
+    CHANGED: "bool",
+    DEVICES: "int64",
+    CHAINS: "int64",             # chains it meets
+    VALID: "int64",              # of which other_stack validates at as_of
+    REASONS: "object",           # list[str]: other_stack's reasons on the chains it rejects
+}
+
+# --- cross-check: one row per profile x chain it meets, model vs real library (iotaudit.auditing) ---
+MODEL_VALID = "model_valid"
+LIBRARY_VALID = "library_valid"
+LIBRARY = "library"            # the library and version that answered, as it reports itself
+LIBRARY_ERROR = "library_error"  # the library's own error text ("" when it accepted)
+AGREE = "agree"
+CROSSCHECK_DTYPES: dict[str, Any] = {
+    PROFILE: "category",
+    OBSERVATION_ID: "int64",
+    HOST: "string",
+    PORT: "int32",
+    PROBE: "category",
+    TLS_STACK: "category",
+    MODEL_VALID: "bool",
+    LIBRARY_VALID: "bool",
+    LIBRARY: "string",
+    LIBRARY_ERROR: "string",
+    AGREE: "bool",
 }
 
 # --- pin risks: one row per profile x pin x scenario (iotaudit.pinning) -----
@@ -691,7 +729,7 @@ RANKED_RISK_COLUMNS: dict[str, Any] = {
     DETAIL: "string",            # one sentence for a report
 }
 
-# --- collect summary: one row per observation, for people (iotaudit.collect.summarize) ---
+# --- collect summary: one row per observation, for people (iotaudit.collection.summarize) ---
 SUMMARY_CHAIN = "chain"                  # subject CNs in served order joined by " <- "
 SUMMARY_TOP = "top_catalog_name"         # catalogue name of the last certificate served ("(key)": key match only)
 SUMMARY_EARLIEST = "earliest_not_after"

@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pandas import option_context
 
     from .cli import main as cli_main
-    from .collect import collect, format_summary, summarize
+    from .collection import collect, format_summary, summarize
     from .lab import Lab
     from .store import write_run
 

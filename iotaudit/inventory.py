@@ -12,7 +12,10 @@ example in ``data/sample_inventory.md``)::
     trust_store ";"-separated catalogue names (AmazonRootCA1;AmazonRootCA3) or a PEM bundle path
                 relative to the inventory file
     key_types   ";"-separated key types its TLS stack offers: rsa, ecdsa (ec is accepted for ecdsa)
-    path_builder  modern (default when empty) or legacy-chain-top       [optional column]
+    tls_stack   the device's TLS stack: one of iotaudit.stacks.STACK_IDS (default
+                openssl-3-partial-chain)                                [optional column]
+    path_builder  old inventories: modern (= openssl-3-partial-chain) or legacy-chain-top
+                (= openssl-1.0.1); a row giving both must agree         [optional column]
     pins        ";"-separated pins: sha256/<base64>, spki-sha256:<hex>,
                 cert-sha256:<hex>, cert-sha1:<hex> ("" = no pinning; any syntax
                 iotaudit.pinning.parse_pin accepts)                     [optional column]
@@ -56,6 +59,7 @@ from .columns import (
     PIN_EXPIRY,
     PIN_SCOPE,
     PINS,
+    TLS_STACK,
     PROFILE,
     PROFILE_DTYPES,
     PROFILE_KEY,
@@ -64,12 +68,15 @@ from .columns import (
     PathBuilder,
     PinScope,
 )
-from .errors import CatalogError, InventoryError, PemError, PinError
+from .catalog import Catalog
+from .errors import CatalogError, InventoryError, PemError
 from .options import MAX_TRUST_STORE_BYTES, MAX_TRUST_STORE_CERTIFICATES, parse_iso_instant
-from .pinning import parse_pin  # pinning does not import this module: no cycle
+from .pins import pin_syntax_problem
+from .profiles import Profile, profiles_from_frame
+from .stacks import DEFAULT_STACK_ID, PATH_BUILDER_STACKS, STACK_IDS
 
 REQUIRED_COLUMNS = (DEVICE_ID, GROUP, PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES)
-OPTIONAL_COLUMNS = {PATH_BUILDER: "modern", PINS: "", PIN_SCOPE: "any", PIN_EXPIRY: ""}
+OPTIONAL_COLUMNS = {TLS_STACK: "", PATH_BUILDER: "", PINS: "", PIN_SCOPE: "any", PIN_EXPIRY: ""}
 INVENTORY_COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
 
 ALL = "*"
@@ -82,15 +89,6 @@ _CATALOG_NAME = re.compile(r"^[A-Za-z0-9._+-]+$")
 _PEM_SUFFIXES = (".pem", ".crt", ".cer", ".bundle")
 
 Problem = tuple[int | None, str | None, str]
-
-
-def pin_syntax_problem(pin: str) -> str:
-    """"" if :func:`iotaudit.pinning.parse_pin` accepts ``pin``, else what is wrong with it (naming the pin)."""
-    try:
-        parse_pin(pin)
-    except PinError as err:
-        return str(err)
-    return ""
 
 
 def _split(value: str) -> list[str]:
@@ -149,10 +147,30 @@ def _norm_key_types(value: str) -> tuple[str, str]:
 
 
 def _norm_path_builder(value: str) -> tuple[str, str]:
-    value = value.strip().lower() or OPTIONAL_COLUMNS[PATH_BUILDER]
-    if value not in PATH_BUILDERS:
+    value = value.strip().lower()
+    if value and value not in PATH_BUILDERS:
         return "", f"path_builder {value!r} is not one of {', '.join(PATH_BUILDERS)}"
     return value, ""
+
+
+def _norm_tls_stack(value: str) -> tuple[str, str]:
+    value = value.strip().lower()
+    if value and value not in STACK_IDS:
+        return "", f"tls_stack {value!r} is not a known TLS stack (known: {', '.join(STACK_IDS)})"
+    return value, ""
+
+
+def _resolve_stack(tls_stack: str, path_builder: str) -> tuple[str, str]:
+    """The stack id of a row from its normalised ``tls_stack`` and ``path_builder`` cells, or a problem.
+
+    ``path_builder`` maps onto a stack (:data:`iotaudit.stacks.PATH_BUILDER_STACKS`);
+    a row that gives both must name the same stack; neither gives the default stack.
+    """
+    mapped = PATH_BUILDER_STACKS.get(path_builder, "") if path_builder else ""
+    if tls_stack and mapped and tls_stack != mapped:
+        return "", (f"tls_stack {tls_stack!r} disagrees with path_builder {path_builder!r} "
+                    f"(which means tls_stack {mapped!r}); give one of them, or make them agree")
+    return tls_stack or mapped or DEFAULT_STACK_ID, ""
 
 
 def _norm_pins(value: str) -> tuple[str, str]:
@@ -320,7 +338,7 @@ class Inventory:
             ``profile_key`` (unique; the profile name, with ``~2``, ``~3`` ...
             for further variants of the same name), ``profile``, ``devices``,
             ``groups``, ``region``, ``endpoints`` (``["*"]`` = all in region),
-            ``trust_store``, ``key_types`` (``rsa``/``ec``), ``path_builder``,
+            ``trust_store``, ``key_types`` (``rsa``/``ec``), ``tls_stack`` (a stack id),
             ``pins``, ``pin_scope``, ``pin_expiry``, ``first_row``.
         source: The inventory file.
         bad_rows: Rows left out because they had problems (``skip_bad_rows``).
@@ -402,8 +420,17 @@ class Inventory:
             raise InventoryError(self.source, problems)
         return out
 
+    def build_profiles(self, catalog: Catalog, base_dir: str | Path | None = None) -> tuple[Profile, ...]:
+        """Every distinct profile as a frozen :class:`iotaudit.profiles.Profile`, its store resolved.
 
-from .catalog import Catalog  # noqa: E402  (after Inventory: catalog does not import us; keeps the type visible)
+        Args:
+            catalog: The catalogue to resolve trust-store names against (the run's).
+            base_dir: Directory PEM bundle paths are relative to; default the inventory file's directory.
+
+        Raises:
+            InventoryError: as :meth:`resolve`.
+        """
+        return profiles_from_frame(self.profiles, self.resolve(catalog, base_dir))
 
 
 def _read(path: Path) -> tuple[pd.DataFrame, int]:
@@ -511,6 +538,7 @@ def inventory_from_frame(
     normalisers: dict[str, Callable[[str], tuple[str, str]]] = {
         GROUP: _norm_group, PROFILE: _norm_required(PROFILE), REGION: _norm_region, ENDPOINTS: _norm_endpoints,
         TRUST_STORE: _norm_trust_store(trust_stores or base), KEY_TYPES: _norm_key_types, PATH_BUILDER: _norm_path_builder,
+        TLS_STACK: _norm_tls_stack,
         PINS: _norm_pins, PIN_SCOPE: _norm_pin_scope, PIN_EXPIRY: _norm_pin_expiry,
     }
     problems: list[Problem] = []
@@ -533,6 +561,20 @@ def inventory_from_frame(
         remap, cats = pd.factorize(pd.Series([norm for norm, _ in results], dtype=object))
         norm_codes[column] = remap.astype(_code_dtype(len(cats)))[codes] if len(codes) else codes
         norm_cats[column] = [str(v) for v in cats]
+
+    # tls_stack and path_builder together name one stack: one check per distinct pair of values.
+    pair_ids = _combine([norm_codes[TLS_STACK], norm_codes[PATH_BUILDER]]) if n else np.zeros(0, np.int64)
+    pair_first = np.full(int(pair_ids.max()) + 1 if n else 0, n, dtype=np.int64)
+    np.minimum.at(pair_first, pair_ids, np.arange(n, dtype=np.int64))
+    resolved = [_resolve_stack(norm_cats[TLS_STACK][norm_codes[TLS_STACK][i]],
+                               norm_cats[PATH_BUILDER][norm_codes[PATH_BUILDER][i]]) for i in pair_first]
+    for pair in [p for p, (_, why) in enumerate(resolved) if why]:
+        hit = pair_ids == pair
+        bad |= hit
+        problems.extend((int(row) + first_row, TLS_STACK, resolved[pair][1]) for row in np.flatnonzero(hit))
+    stack_codes, stack_cats = pd.factorize(pd.Series([stack for stack, _ in resolved], dtype=object))
+    norm_codes[TLS_STACK] = stack_codes.astype(_code_dtype(len(stack_cats)))[pair_ids] if n else norm_codes[TLS_STACK]
+    norm_cats[TLS_STACK] = [str(v) for v in stack_cats]
 
     ids = raw[DEVICE_ID]
     if isinstance(ids.dtype, pd.CategoricalDtype) or ids.dtype == object:
@@ -571,7 +613,7 @@ def inventory_from_frame(
     if len(rows) < n:  # every row kept (the usual case): the code arrays are already the kept rows
         for column in norm_codes:
             norm_codes[column] = norm_codes[column][rows]
-    identity = (PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES, PATH_BUILDER, PINS, PIN_SCOPE, PIN_EXPIRY)
+    identity = (PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES, TLS_STACK, PINS, PIN_SCOPE, PIN_EXPIRY)
     if len(rows):
         gid = _combine([norm_codes[col] for col in identity])
         n_profiles = int(gid.max()) + 1
@@ -599,14 +641,14 @@ def inventory_from_frame(
         records.append({
             PROFILE_KEY: key, PROFILE: name, DEVICES: int(counts[p]), GROUPS: sorted(groups_of[p]),
             REGION: value[REGION], ENDPOINTS: _split(value[ENDPOINTS]), TRUST_STORE: value[TRUST_STORE],
-            KEY_TYPES: _split(value[KEY_TYPES]), PATH_BUILDER: value[PATH_BUILDER], PINS: _split(value[PINS]),
+            KEY_TYPES: _split(value[KEY_TYPES]), TLS_STACK: value[TLS_STACK], PINS: _split(value[PINS]),
             PIN_SCOPE: value[PIN_SCOPE], PIN_EXPIRY: pd.Timestamp(value[PIN_EXPIRY]) if value[PIN_EXPIRY] else pd.NaT,
             FIRST_ROW: int(rows[i]) + first_row,
         })
     profiles = c.typed_frame(records, PROFILE_DTYPES) if records else c.typed_frame([], PROFILE_DTYPES)
 
     devices = pd.DataFrame({DEVICE_ID: (ids.iloc[rows] if len(rows) < n else ids).reset_index(drop=True)})
-    for column in (GROUP, PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES, PATH_BUILDER, PINS, PIN_SCOPE):
+    for column in (GROUP, PROFILE, REGION, ENDPOINTS, TRUST_STORE, KEY_TYPES, PATH_BUILDER, TLS_STACK, PINS, PIN_SCOPE):
         # Distinct normalised values are unique by construction (pd.factorize), so codes map straight on.
         devices[column] = pd.Categorical.from_codes(norm_codes[column], categories=pd.Index(norm_cats[column], dtype=object))
     expiry_values = pd.to_datetime(pd.Series([v or None for v in norm_cats[PIN_EXPIRY]], dtype=object), utc=True).astype(c.TIME)

@@ -13,8 +13,9 @@ device inventory (the "three dates" of blackbox_exporter issues 340/589/637):
 
 * ``iotaudit_profile_break_timestamp_seconds{profile}``: when a firmware
   profile loses its last valid path (``+Inf``: not within the horizon);
-* ``iotaudit_profile_renewed_break_timestamp_seconds{profile}``: the same if
-  AWS keeps renewing its leaf certificates: when the firmware must be updated;
+* ``iotaudit_profile_firmware_break_timestamp_seconds{profile}``: when nothing
+  AWS could serve validates with the firmware's store, stack and pins any more:
+  when the firmware must be updated by;
 * ``iotaudit_anchor_not_after_seconds{profile,anchor}``: anchors inside each
   firmware's trust store;
 * ``iotaudit_devices{verdict}``: devices per fleet verdict;
@@ -40,7 +41,7 @@ from typing import Any
 import pandas as pd
 
 from . import columns as c
-from .drift import certificate_roles
+from .run_drift import certificate_roles
 from .store import Run
 
 # Verdict order, worst first: a profile takes the worst verdict of the chains it may meet.
@@ -200,16 +201,16 @@ def render_metrics(
                          "When the profile loses its last valid path to AWS IoT, Unix seconds (+Inf: not within the horizon)")
         dark = _Family("iotaudit_profile_dark_timestamp_seconds",
                        "When every chain the profile may meet has lost its paths, Unix seconds (+Inf: not within the horizon)")
-        renewed = _Family("iotaudit_profile_renewed_break_timestamp_seconds",
-                          "When the profile loses a valid path if AWS keeps renewing its leaf certificates: the date "
-                          "its firmware must be updated by, Unix seconds (+Inf: not within the horizon)")
+        renewed = _Family("iotaudit_profile_firmware_break_timestamp_seconds",
+                          "When nothing AWS could serve validates with the profile's store, stack and pins any more: "
+                          "the date its firmware must be updated by, Unix seconds (+Inf: not within the horizon)")
         devices = _Family("iotaudit_profile_devices", "Devices running the profile")
         for row in expiry.to_dict("records"):
             breaks.add(_seconds(row.get("break_date")), **extra, profile=row["profile"])
             if "dark_date" in row:
                 dark.add(_seconds(row.get("dark_date")), **extra, profile=row["profile"])
-            if c.RENEWED_BREAK_DATE in row:
-                renewed.add(_seconds(row.get(c.RENEWED_BREAK_DATE)), **extra, profile=row["profile"])
+            if c.FIRMWARE_BREAK_DATE in row:
+                renewed.add(_seconds(row.get(c.FIRMWARE_BREAK_DATE)), **extra, profile=row["profile"])
             devices.add(float(row.get("devices", 0) or 0), **extra, profile=row["profile"])
         families += [f for f in (breaks, dark, renewed, devices) if f.samples]
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from .catalog import Catalog, aws_catalog
 from .certs import cert_der, load_der_x509_certificate, load_pem_x509_certificates
 from . import columns as c
-from .collect import ProbeResult, format_summary, run_from_results, summarize, terminal_width
+from .collection import ProbeResult, format_summary, run_from_results, summarize, terminal_width
 from .columns import Probe, ProbeStatus
 from .discover import Target
 from .errors import PemError, TargetError

@@ -29,15 +29,12 @@ real relations (another intermediate of the same root, the other-issuer copy
 of the same root key, the other key type's chain, the reserved roots) and a
 *hypothetical* certificate with a new key where the catalogue has nothing.
 The transformed path is not re-validated here: whether the new chain still
-validates is root coverage's question (:mod:`iotaudit.coverage`); pinning
+validates is root coverage's question (:mod:`iotaudit.root_coverage`); pinning
 asks whether the pins still match it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,13 +83,16 @@ from .columns import (
     SCORE,
     SET_BREAKS,
     SEVERITY_COL,
-    PathBuilder,
     PinFlag,
     PinKind,
     PinScenario,
     PinScope,
 )
 from .errors import PinError
+from .paths import PathEngine, anchor_label
+from .pins import Pin, parse_pin, parse_pins
+from .profiles import Profile
+from .stacks import Stack
 
 __all__ = [
     "PIN_RISK_COLUMNS",
@@ -117,7 +117,7 @@ __all__ = [
 ]
 
 
-# The pin-risk question; named Scenario here (iotaudit.coverage has its own).
+# The pin-risk question; named Scenario here (iotaudit.root_coverage has its own).
 Scenario = PinScenario
 
 # Severity of each risk in :func:`ranked_risks` (higher is worse); a risk's score is devices x severity.
@@ -139,113 +139,6 @@ SEVERITY: dict[str, int] = {
 }
 
 _HYPOTHETICAL = "hypothetical"
-
-
-# --- pins ----------------------------------------------------------------------------------------
-
-_DIGEST_BYTES = {PinKind.SPKI_SHA256: 32, PinKind.CERT_SHA256: 32, PinKind.CERT_SHA1: 20}
-_HEX_PREFIXES = {"spki-sha256": PinKind.SPKI_SHA256, "cert-sha256": PinKind.CERT_SHA256, "cert-sha1": PinKind.CERT_SHA1}
-_FORMATS = "sha256/<base64>, spki-sha256:<hex>, cert-sha256:<hex> or cert-sha1:<hex>"
-_HEX = re.compile(r"^[0-9a-f]*$")
-
-
-@dataclass(frozen=True, slots=True)
-class Pin:
-    """One parsed pin.
-
-    Attributes:
-        text: The pin as written (what reports show).
-        kind: What it hashes.
-        digest: Lowercase hex digest.
-    """
-
-    text: str
-    kind: PinKind
-    digest: str
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", PinKind(self.kind))
-        want = _DIGEST_BYTES[self.kind] * 2
-        if len(self.digest) != want or not _HEX.match(self.digest):
-            raise PinError(self.text, f"{self.kind.value} digest must be {want} lowercase hex digits")
-
-    @property
-    def key_bound(self) -> bool:
-        """True for SPKI pins, which survive re-issuance of the same key under any issuer."""
-        return self.kind is PinKind.SPKI_SHA256
-
-    @property
-    def canonical(self) -> str:
-        """The pin in its usual form: ``sha256/<base64>`` for SPKI pins, ``cert-sha*:<hex>`` otherwise."""
-        if self.kind is PinKind.SPKI_SHA256:
-            return "sha256/" + base64.b64encode(bytes.fromhex(self.digest)).decode("ascii")
-        return f"{self.kind.value}:{self.digest}"
-
-    def matches(self, cert: CertIdentity) -> bool:
-        """True when this pin's digest equals the matching digest of ``cert``."""
-        if self.kind is PinKind.SPKI_SHA256:
-            return cert.spki_sha256 == self.digest
-        if self.kind is PinKind.CERT_SHA256:
-            return cert.sha256 == self.digest
-        return cert.sha1 == self.digest
-
-
-def parse_pin(text: str) -> Pin:
-    """Parse one pin in any supported format.
-
-    Formats: ``sha256/<base64>`` (SPKI SHA-256, OkHttp / Android / TrustKit;
-    RFC 7469's ``pin-sha256="<base64>"`` is accepted too), ``spki-sha256:<hex>``,
-    ``cert-sha256:<hex>`` and ``cert-sha1:<hex>``.  Prefixes are
-    case-insensitive; hex may use upper case and ``:`` separators as
-    ``openssl x509 -fingerprint`` prints them.
-
-    Args:
-        text: The pin as written.
-
-    Returns:
-        The parsed :class:`Pin` (``text`` keeps the input, stripped).
-
-    Raises:
-        PinError: naming the pin and what is wrong with it.
-    """
-    if not isinstance(text, str):
-        raise PinError(str(text), f"a pin is text, got {type(text).__name__}")
-    raw = text.strip()
-    if not raw:
-        raise PinError(text, f"empty pin; expected {_FORMATS}")
-    lower = raw.lower()
-    hpkp = re.fullmatch(r'pin-sha256\s*=\s*"([^"]*)"', raw, flags=re.IGNORECASE)
-    if lower.startswith("sha256/") or hpkp:
-        b64 = hpkp.group(1) if hpkp else raw[len("sha256/"):]
-        try:
-            digest = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError) as err:
-            raise PinError(raw, f"the SPKI SHA-256 digest is not valid base64 ({err})") from err
-        if len(digest) != 32:
-            raise PinError(raw, f"the base64 digest decodes to {len(digest)} bytes; SHA-256 needs 32")
-        return Pin(raw, PinKind.SPKI_SHA256, digest.hex())
-    if lower.startswith("sha1/"):
-        raise PinError(raw, "SPKI SHA-1 pins (sha1/...) are not supported (OkHttp 3 dropped them); pin sha256/<base64>")
-    prefix, sep, value = raw.partition(":")
-    kind = _HEX_PREFIXES.get(prefix.strip().lower()) if sep else None
-    if kind is None:
-        raise PinError(raw, f"unknown pin format; expected {_FORMATS}")
-    digest_hex = re.sub(r"[\s:]", "", value).lower()
-    want = _DIGEST_BYTES[kind] * 2
-    if not _HEX.match(digest_hex):
-        raise PinError(raw, f"the {kind.value} digest is not hexadecimal")
-    if len(digest_hex) != want:
-        raise PinError(raw, f"the {kind.value} digest has {len(digest_hex)} hex digits; it needs {want}")
-    return Pin(raw, kind, digest_hex)
-
-
-def parse_pins(texts: Iterable[str]) -> list[Pin]:
-    """Parse every pin of a set, in order; see :func:`parse_pin`.
-
-    Raises:
-        PinError: for the first malformed pin.
-    """
-    return [parse_pin(t) for t in texts]
 
 
 # --- certificate identities ------------------------------------------------------------------
@@ -336,12 +229,12 @@ class KnownCertificates:
             self.add(cert)
 
     @classmethod
-    def from_run(cls, run: Any, anchors: Mapping[str, Sequence[x509.Certificate]] | None = None) -> KnownCertificates:
-        """Everything a run knows: its certificates table, its catalogue and the profiles' anchors."""
+    def from_run(cls, run: Any, profiles: Sequence[Profile] = ()) -> KnownCertificates:
+        """Everything a run knows: its certificates table, its catalogue and the profiles' stores."""
         catalog = run.catalog_object()
         certs = list(run.certificate_objects().values())
-        for anchor_list in (anchors or {}).values():
-            certs.extend(anchor_list)
+        for profile in profiles:
+            certs.extend(profile.store)
         return cls(certs, catalog)
 
     def add(self, cert: x509.Certificate) -> CertIdentity:
@@ -357,10 +250,9 @@ class KnownCertificates:
         return ident
 
     def _name(self, cert: x509.Certificate, fp: str) -> str:
+        """The one name of a certificate on every page (:func:`iotaudit.paths.anchor_label`)."""
         if self.catalog is not None:
-            entry, match = self.catalog.identify(fp, spki_sha256(cert))
-            if entry is not None:
-                return entry.name if match.value == "certificate" else f"{entry.name} (same key, other issuer)"
+            return anchor_label(fp, self.catalog, {fp: cert})
         return common_name(cert.subject)
 
     def get(self, sha256: str) -> CertIdentity | None:
@@ -648,8 +540,8 @@ def _no_backup(pins: Sequence[Pin], known: KnownCertificates) -> bool:
     return len(keys) < 2
 
 
-def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
-              anchors: Mapping[str, Sequence[x509.Certificate]], *, as_of: datetime) -> pd.DataFrame:
+def pin_risks(run: Any, profiles: Sequence[Profile], coverage: pd.DataFrame, *, as_of: datetime,
+              engine: PathEngine | None = None) -> pd.DataFrame:
     """Per profile x pin x scenario: does the pin match today, and does it (or its set) break after the change.
 
     Only chains the profile validates at ``as_of`` (``valid`` coverage rows)
@@ -662,49 +554,38 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
     expired pin set (``enforced`` False) so the owner sees what re-enabling it
     would do; :func:`ranked_risks` does not count them as outages.
 
-    Scenario chains are computed once per distinct (chain, store, path builder)
-    and shared by every profile that has them.
+    Scenario chains are computed once per distinct (chain, store) and shared by
+    every profile that has them; a chain the profile does not meet today (the
+    other key type's) is validated by the one path engine, on the profile's stack.
 
     Args:
         run: The run (:class:`iotaudit.store.Run`).
-        inventory: The inventory (:class:`iotaudit.inventory.Inventory`); its ``profiles``
-            frame gives ``profile_key``, ``devices``, ``groups``, ``pins``, ``pin_scope``, ``pin_expiry``.
-        coverage: :func:`iotaudit.coverage.coverage` output for the same run, inventory and ``as_of``.
-        anchors: ``Inventory.resolve`` output: profile_key -> trust anchors.
+        profiles: The profiles (:meth:`iotaudit.inventory.Inventory.build_profiles`).
+        coverage: :func:`iotaudit.root_coverage.coverage` output for the same run, profiles and ``as_of``.
         as_of: The time the verdicts hold for (tz-aware).
+        engine: The path engine to share (a new one when None).
 
     Returns:
         A frame with the columns of :data:`PIN_RISK_COLUMNS`; profiles without pins have no rows.
     """
     as_of = as_utc(as_of)
-    pinned = [p for p in inventory.profiles.to_dict("records") if as_list(p.get(PINS))]
+    pinned = [p for p in profiles if p.pins]
     if not pinned:
         return c.typed_frame([], PIN_RISK_COLUMNS)
-    known = KnownCertificates.from_run(run, anchors)
-    index = _Index(run, coverage, known)
+    known = KnownCertificates.from_run(run, profiles)
+    index = _Index(run, coverage, known, engine if engine is not None else PathEngine())
     scenario_memo: dict[tuple[Any, ...], tuple[Chain, Chain]] = {}
     rows: list[dict[str, Any]] = []
     for profile in pinned:
-        key = str(profile[c.PROFILE_KEY])
-        devices = int(profile.get(DEVICES, 0) or 0)
-        groups = [str(g) for g in as_list(profile.get(GROUPS))]
-        try:
-            scope = PinScope(str(profile.get(PIN_SCOPE) or PinScope.ANY.value))
-        except ValueError:
-            scope = PinScope.ANY
-        builder = str(profile.get(c.PATH_BUILDER) or "modern")
-        expiry = profile.get(c.PIN_EXPIRY)
-        expired = expiry is not None and not pd.isna(expiry) and pd.Timestamp(expiry) < pd.Timestamp(as_of)
-        parsed: list[tuple[str, Pin | None, str]] = []
-        for text in as_list(profile.get(PINS)):
-            try:
-                parsed.append((text, parse_pin(text), ""))
-            except PinError as err:
-                parsed.append((text, None, err.reason))
-        pins = [p for _, p, _ in parsed if p is not None]
-        profile_anchors = list(anchors.get(key, ()))
-        anchor_fps = frozenset(cert_sha256(a) for a in profile_anchors)
-        store_key = tuple(sorted(anchor_fps))
+        key = profile.key
+        devices = profile.devices
+        groups = list(profile.groups)
+        scope = profile.pin_scope
+        expired = profile.pin_expiry is not None and profile.pin_expiry < as_of
+        parsed: list[tuple[str, Pin | None, str]] = [(pin.text, pin, "") for pin in profile.pins]
+        pins = list(profile.pins)
+        anchor_fps = frozenset(profile.store_sha256)
+        store_key = index.engine.add(profile.store)
         chains = index.valid_chains(key)
         set_flags: list[str] = []
         if len(pins) < 2 or _no_backup(pins, known):
@@ -721,7 +602,7 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
             for obs, served, path in chains:
                 counterpart = None
                 if scenario is Scenario.KEY_TYPE_SWITCH:
-                    counterpart = index.counterpart(key, obs, store_key, profile_anchors, builder, as_of)
+                    counterpart = index.counterpart(key, obs, store_key, profile.stack, as_of)
                 memo_key = (scenario, tuple(x.sha256 for x in served), tuple(x.sha256 for x in path), store_key,
                             None if counterpart is None else tuple(x.sha256 for part in counterpart for x in part))
                 if memo_key not in scenario_memo:
@@ -765,9 +646,10 @@ def pin_risks(run: Any, inventory: Any, coverage: pd.DataFrame,
 class _Index:
     """The run's observations and the coverage frame as dictionaries, built once per :func:`pin_risks` call."""
 
-    def __init__(self, run: Any, coverage: pd.DataFrame | None, known: KnownCertificates) -> None:
+    def __init__(self, run: Any, coverage: pd.DataFrame | None, known: KnownCertificates, engine: PathEngine) -> None:
         self.run = run
         self.known = known
+        self.engine = engine
         obs = run.observations
         ok = obs[c.STATUS].astype(str).isin(c.CHAIN_STATUSES)
         self.chain: dict[int, Chain] = {}
@@ -801,11 +683,10 @@ class _Index:
         """(observation_id, served, validated path) of every chain the profile validates today."""
         return self.valid.get(profile, [])
 
-    def counterpart(self, profile: str, obs_id: int, store_key: tuple[str, ...],
-                    profile_anchors: Sequence[x509.Certificate], builder: str,
+    def counterpart(self, profile: str, obs_id: int, store: tuple[str, ...], stack: Stack,
                     as_of: datetime) -> tuple[Chain, Chain] | None:
         """The other key type's chain from the same endpoint, with this store's path through it (memoised)."""
-        memo_key = (obs_id, store_key, builder)
+        memo_key = (obs_id, store, stack.id)
         if memo_key in self._counterparts:
             return self._counterparts[memo_key]
         result = None
@@ -818,29 +699,20 @@ class _Index:
                 if (profile, other) in self.path:
                     result = (served, self.path[(profile, other)])
                 else:
-                    result = (served, _validate_path(served, profile_anchors, self.host[other], builder,
-                                                     self.known, as_of))
+                    result = (served, self._validate_path(served, store, self.host[other], stack, as_of))
                 break
         self._counterparts[memo_key] = result
         return result
 
-
-def _validate_path(served: Chain, profile_anchors: Sequence[x509.Certificate], host: str, builder: str,
-                   known: KnownCertificates, as_of: datetime) -> Chain:
-    """Validate a chain the profile does not meet today (e.g. its TLS stack lacks that key type)."""
-    from .coverage import validate_chain  # analysis core; imported late to keep this module light
-
-    certs = [s.certificate for s in served]
-    if not certs or any(cert is None for cert in certs) or not profile_anchors:
-        return ()
-    try:
-        path_builder = PathBuilder(builder)
-    except ValueError:
-        path_builder = PathBuilder.MODERN
-    verdict = validate_chain(certs, list(profile_anchors), host=host, as_of=as_of, path_builder=path_builder)
-    if not verdict.valid:
-        return ()
-    return tuple(known.require(fp) for fp in verdict.path_sha256)
+    def _validate_path(self, served: Chain, store: tuple[str, ...], host: str, stack: Stack, as_of: datetime) -> Chain:
+        """The path the profile's stack validates for a chain it does not meet today (e.g. the other key type)."""
+        certs = [s.certificate for s in served]
+        if not certs or any(cert is None for cert in certs) or not store:
+            return ()
+        verdict = self.engine.validate(self.engine.add(certs), store, stack=stack, host=host, as_of=as_of)
+        if not verdict.valid:
+            return ()
+        return tuple(self.known.require(fp) for fp in verdict.path_sha256)
 
 
 _RISK_TEXT = {

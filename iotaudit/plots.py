@@ -155,7 +155,7 @@ def expiry_timeline(
     340/589/637 are what happens when they are mixed up): served-certificate
     validity in blue, each profile's first break in vermillion with hatching,
     anchor validity in green.  A profile's bar ends at its break "if AWS keeps
-    renewing leaf certificates" (``renewed_break_date``: the date to update the
+    renewing leaf certificates" (``firmware_break_date``: the date to update the
     firmware by); a black diamond marks its break "if nothing changes"
     (``break_date``, the served chain as is) when that is earlier.  Bars that
     run past the horizon end in an arrow.  The lower panel is the cliff:
@@ -167,10 +167,10 @@ def expiry_timeline(
         certificates_expiry: ``subject_cn``, ``role``, ``not_after`` (``not_before`` optional; with a
             ``served`` column only served certificates get a blue bar: anchors have their own).
         break_dates: Per profile ``profile``, ``devices``, ``break_date`` (NaT: not within the horizon),
-            ``renewed_break_date`` (optional).
+            ``firmware_break_date`` (optional).
         anchors_expiry: ``anchor_name``, ``anchor_sha256``, ``not_after``.
-        cliff: ``date``, ``devices_losing``, ``devices_connected`` (``devices_losing_renewed``,
-            ``devices_connected_renewed`` optional).
+        cliff: ``date``, ``devices_losing``, ``devices_connected`` (``devices_losing_firmware``,
+            ``devices_connected_firmware`` optional).
         as_of: The evaluation time (tz-aware).
         horizon_years: The right edge of the plot.
         title: Figure title.
@@ -192,10 +192,10 @@ def expiry_timeline(
             role = str(row.get("role", ""))
             since = pd.Timestamp(row["not_before"]) if "not_before" in row and not pd.isna(row["not_before"]) else left
             bars.append((f"{_short(name, 38)} ({role})" if role else _short(name, 44), since, row["_na"], "served"))
-    renewed = "renewed_break_date" in break_dates.columns
+    renewed = "firmware_break_date" in break_dates.columns
     if not break_dates.empty and "break_date" in break_dates.columns:
         for row in break_dates.to_dict("records"):
-            when = row["renewed_break_date"] if renewed else row["break_date"]
+            when = row["firmware_break_date"] if renewed else row["break_date"]
             devices = int(row.get("devices", 0) or 0)
             label = f"{_short(str(row['profile']), 30)} ({devices:,} devices)"
             if str(row.get("state", "")) == "broken":  # no valid path at as_of: nothing left to expire
@@ -277,8 +277,8 @@ def expiry_timeline(
             total = connected[0] + float(cliff[losing_col].iloc[0]) if losing_col in cliff.columns else connected[0]
             return [total] + list(connected) + [connected[-1] if len(connected) else total]
 
-        both = {"devices_connected_renewed", "devices_losing_renewed"} <= set(cliff.columns)
-        main = ("devices_connected_renewed", "devices_losing_renewed") if both else ("devices_connected", "devices_losing")
+        both = {"devices_connected_firmware", "devices_losing_firmware"} <= set(cliff.columns)
+        main = ("devices_connected_firmware", "devices_losing_firmware") if both else ("devices_connected", "devices_losing")
         ys = curve(*main)
         ax_cliff.step(xs, ys, where="post", color=VERMILLION, linewidth=2.2, zorder=3,
                       label="If AWS keeps renewing leaf certificates (the firmware side decides)" if both

@@ -1,7 +1,7 @@
 """The report set: papermill-executed notebooks rendered to self-contained HTML.
 
 ``iotaudit report --run RUN --inventory FILE --out DIR`` audits the run once
-(:func:`iotaudit.audit.audit`, written to ``DIR/audit/``), executes each
+(:func:`iotaudit.auditing.audit`, written to ``DIR/audit/``), executes each
 notebook of ``notebooks/`` with papermill (kernels read that audit, they do
 not recompute it), keeps the executed ``.ipynb``, renders HTML with nbconvert
 (code hidden, figures embedded as base64 PNG, no script, font or style
@@ -148,7 +148,7 @@ class ReportInputs:
 
     Attributes:
         run: The collection.
-        audit: The :class:`iotaudit.audit.AuditResult` (group-filtered when ``group`` is set).
+        audit: The :class:`iotaudit.auditing.AuditResult` (group-filtered when ``group`` is set).
         as_of: Evaluation time (tz-aware UTC).
         horizon_years: Horizon of break dates and the cliff.
         title: Report title.
@@ -218,7 +218,7 @@ def load_inputs(
     Args:
         run_dir: Run directory.
         inventory: Device inventory; needed unless ``audit_dir`` is given and ``group`` is empty.
-        audit_dir: A directory written by :func:`iotaudit.audit.write_audit`; "" computes the audit here.
+        audit_dir: A directory written by :func:`iotaudit.auditing.write_audit`; "" computes the audit here.
         as_of: ISO date/time, "" for the run's time (ignored for the audit when ``audit_dir`` is given:
             the audit was made at its own ``as_of``, recorded in its summary).
         horizon_years: Horizon of break dates and the cliff.
@@ -230,7 +230,7 @@ def load_inputs(
         A :class:`ReportInputs`.
     """
     # Not `from . import audit`: the package front door re-exports the audit() function under that name.
-    audit_module = importlib.import_module("iotaudit.audit")
+    audit_module = importlib.import_module("iotaudit.auditing")
 
     run = load_run(run_dir)
     moment = parse_as_of(as_of, run.created_at)
@@ -392,8 +392,8 @@ def headline_numbers(inputs: ReportInputs) -> dict[str, Any]:
             devices_breaking = int(soon["devices"].sum()) if "devices" in soon.columns else 0
     # "If AWS keeps renewing leaf certificates": the first date a firmware must be updated by.
     renewed_date, renewed_profiles, renewed_devices = None, [], 0
-    if not expiry.empty and "renewed_break_date" in expiry.columns:
-        when = pd.to_datetime(expiry["renewed_break_date"], utc=True)
+    if not expiry.empty and "firmware_break_date" in expiry.columns:
+        when = pd.to_datetime(expiry["firmware_break_date"], utc=True)
         if when.notna().any():
             first = expiry[when == when.min()]
             renewed_date = pd.Timestamp(when.min()).isoformat()
@@ -544,13 +544,12 @@ def break_dates_table(inputs: ReportInputs) -> Html:
     """Per profile: when it must be updated (AWS keeps renewing leaves) and when it breaks if nothing changes."""
     return table(inputs.frame("expiry"), {
         "profile": "Firmware profile", "devices": "Devices", "state": "State",
-        "renewed_break_date": "Update firmware by (AWS renewing leaves)",
-        "renewed_break_cause_name": "Because of (firmware side)",
-        "renewed_dark_date": "Loses every path (AWS renewing leaves)",
+        "firmware_break_date": "Update firmware by (AWS renewing leaves)",
+        "firmware_break_cause": "Because of (firmware side)",
         "break_date": "First break if nothing changes",
         "dark_date": "Loses every path if nothing changes", "break_cause_name": "Because of (as served)",
         "first_break_host": "First endpoint to break",
-    }, sort=["renewed_break_date", "break_date"], empty="No profile.",
+    }, sort=["firmware_break_date", "break_date"], empty="No profile.",
         caption="Validated-path break dates, found by validating at each future date (not by the soonest not_after). "
                 "\"AWS renewing leaves\": AWS keeps renewing its leaf certificates under the same issuing CA, so the "
                 "served chain is validated from the certificate that issued its leaf and only the issuing CA, a "
@@ -580,13 +579,13 @@ def cliff_table(inputs: ReportInputs) -> Html:
     frame = inputs.frame("cliff")
     if not frame.empty and "devices_losing" in frame.columns:
         losing = frame["devices_losing"] > 0
-        if "devices_losing_renewed" in frame.columns:
-            losing |= frame["devices_losing_renewed"] > 0
+        if "devices_losing_firmware" in frame.columns:
+            losing |= frame["devices_losing_firmware"] > 0
         frame = frame[losing]
     return table(frame, {"date": "Date",
-                         "devices_losing_renewed": "Devices losing every path (AWS keeps renewing leaves)",
-                         "devices_connected_renewed": "Still connected (AWS keeps renewing leaves)",
-                         "profiles_renewed": "Firmware losing every path (AWS keeps renewing leaves)",
+                         "devices_losing_firmware": "Devices losing every path (AWS keeps renewing leaves)",
+                         "devices_connected_firmware": "Still connected (AWS keeps renewing leaves)",
+                         "profiles_firmware": "Firmware losing every path (AWS keeps renewing leaves)",
                          "devices_losing": "Devices losing every path (nothing changes)",
                          "devices_connected": "Still connected (nothing changes)"}, sort=["date"],
                  empty="No device loses its last valid path within the horizon.")
@@ -620,7 +619,7 @@ def pins_today_table(inputs: ReportInputs) -> Html:
 
 def drift_table(inputs: ReportInputs) -> Html:
     """Changes since the baseline run, most alarming first."""
-    from .drift import drift
+    from .run_drift import drift
 
     if inputs.baseline is None:
         return Html('<p class="iotaudit-empty">No baseline run was given.</p>')
@@ -632,7 +631,7 @@ def drift_table(inputs: ReportInputs) -> Html:
 
 def drift_counts_table(inputs: ReportInputs) -> Html:
     """Number of changes per kind since the baseline run."""
-    from .drift import drift, drift_summary
+    from .run_drift import drift, drift_summary
 
     if inputs.baseline is None:
         return Html('<p class="iotaudit-empty">No baseline run was given.</p>')
@@ -847,6 +846,7 @@ def render_reports(
     fail_on: FailOn | str = FailOn.BROKEN,
     metrics: str | Path | None = None,
     skip_bad_rows: bool = False,
+    cross_check: bool = False,
     overwrite: bool = False,
     notebooks: str | Path | None = None,
     parallel: int = 2,
@@ -866,6 +866,8 @@ def render_reports(
         fail_on: Threshold for ``exit_status`` 1.
         metrics: Also write Prometheus textfile gauges to this file.
         skip_bad_rows: Skip (and count) bad inventory rows instead of stopping.
+        cross_check: Also ask each profile's real TLS library, where installed, about every chain it meets
+            (the audit's ``crosscheck`` frame; :func:`iotaudit.auditing.cross_check`).
         overwrite: Replace an existing ``out`` (only once the new one is complete).
         notebooks: Directory of the notebooks (default :func:`notebooks_dir`).
         parallel: How many notebook kernels run at once.
@@ -878,7 +880,7 @@ def render_reports(
         IotauditError: bad run, inventory or parameters (exit status 2), or a failing notebook
             (:class:`ReportError`; the executed notebook is kept in ``<out>.failed/``).
     """
-    from .audit import audit, write_audit
+    from .auditing import audit, write_audit
     from .inventory import load_inventory
 
     started = time.perf_counter()
@@ -898,7 +900,7 @@ def render_reports(
     baseline = load_run(baseline_run) if baseline_run else None
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    result = audit(run, inv, as_of=moment, horizon_years=horizon_years)
+    result = audit(run, inv, as_of=moment, horizon_years=horizon_years, cross_check_libraries=cross_check)
     seconds["audit"] = time.perf_counter() - t0
     say(f"audited {len(inv.profiles)} profile(s) in {seconds['audit']:.1f} s")
     failed_dir = out.with_name(out.name + ".failed")
@@ -964,7 +966,7 @@ def render_reports(
             "audit": _jsonable(dict(getattr(result, "summary", {}) or {})),
         }
         if baseline is not None:
-            from .drift import drift, drift_summary
+            from .run_drift import drift, drift_summary
 
             summary["drift"] = drift_summary(drift(baseline, run))
             summary["baseline_run"] = params["baseline_run"]
@@ -1015,7 +1017,7 @@ def index_page(summary: Mapping[str, Any], specs: Sequence[NotebookSpec]) -> str
         ("Broken today", f"{verdicts.get('broken', 0):,}", "bad" if verdicts.get("broken") else "good"),
         ("At risk", f"{verdicts.get('at-risk', 0):,}", "warn" if verdicts.get("at-risk") else "good"),
         ("Covered", f"{verdicts.get('covered', 0):,}", ""),
-        ("Firmware update due (AWS keeps renewing leaves)", _fmt_date(summary.get("earliest_renewed_break_date")), ""),
+        ("Firmware update due (AWS keeps renewing leaves)", _fmt_date(summary.get("earliest_firmware_break_date")), ""),
         ("Earliest break (nothing changes)", _fmt_date(summary.get("earliest_break_date")), ""),
     ]
     card_html = "".join(f'<div class="card {cls}"><div class="num">{esc(value)}</div><div class="lbl">{esc(label)}</div></div>'
@@ -1092,6 +1094,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--title", default="", metavar="T", help="report title")
     parser.add_argument("--group", default="", metavar="G", help="only devices of this group")
     parser.add_argument("--skip-bad-rows", action="store_true", help="skip and count bad inventory rows instead of stopping")
+    parser.add_argument("--cross-check", action="store_true",
+                        help="also ask each profile's real TLS library, where installed here, about every chain it meets")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR once the new report set is complete")
     parser.add_argument("--notebooks", type=Path, metavar="DIR",
                         help="directory of report notebooks to execute instead of the shipped ones (same names)")
@@ -1108,7 +1112,7 @@ def _main(args: argparse.Namespace) -> int:
         outcome = render_reports(
             args.run, args.inventory, args.out, as_of=args.as_of, horizon_years=args.horizon_years, title=args.title,
             group=args.group, baseline_run=args.baseline, fail_on=args.fail_on, metrics=args.metrics,
-            skip_bad_rows=args.skip_bad_rows, overwrite=args.overwrite, progress=progress, notebooks=args.notebooks,
+            skip_bad_rows=args.skip_bad_rows, cross_check=args.cross_check, overwrite=args.overwrite, progress=progress, notebooks=args.notebooks,
         )
     except IotauditError:
         raise

@@ -22,8 +22,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator["object"]:
 
 @pytest.fixture(scope="session")
 def lab_run(lab, tmp_path_factory: pytest.TempPathFactory):  # -> iotaudit.store.Run
-    """The lab collected once with iotaudit.collect and written to (and loaded back from) a run directory."""
-    from iotaudit.collect import collect
+    """The lab collected once with iotaudit.collect (iotaudit/collection.py) and written to (and loaded back from) a run directory."""
+    from iotaudit.collection import collect
     from iotaudit.store import load_run, write_run
 
     run = collect(lab.targets, timeout=2.0, progress=False, catalog=lab.catalog)

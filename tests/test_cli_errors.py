@@ -107,12 +107,12 @@ def test_debug_shows_the_traceback(lab_run, tmp_path: Path) -> None:
 
 def test_internal_error_is_one_line_and_its_own_status(lab_run, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    import iotaudit.collect
+    import iotaudit.collection
 
     def broken(*args: object, **kwargs: object) -> None:
         raise TypeError("simulated bug")
 
-    monkeypatch.setattr(iotaudit.collect, "summarize", broken)
+    monkeypatch.setattr(iotaudit.collection, "summarize", broken)
     assert main(["show", str(lab_run.path)]) == ExitStatus.INTERNAL
     err = capsys.readouterr().err
     assert "Traceback" not in err and "internal error: TypeError: simulated bug" in err and "--debug" in err
@@ -286,7 +286,7 @@ def test_read_only_output_directory_is_exit_2(lab_run, tmp_path: Path) -> None:
 
 def test_cli_default_probes_are_collects() -> None:
     from iotaudit.cli import DEFAULT_PROBES
-    from iotaudit.collect import DEFAULT_PROBES as COLLECT_DEFAULT
+    from iotaudit.collection import DEFAULT_PROBES as COLLECT_DEFAULT
 
     assert DEFAULT_PROBES == ",".join(p.value for p in COLLECT_DEFAULT)
 

@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from iotaudit import columns as c
 from iotaudit.certs import cert_sha256, is_signed_by, load_pem_x509_certificates
 from iotaudit.cli import main
-from iotaudit.collect import ProbeResult, collect, probe, summarize
+from iotaudit.collection import ProbeResult, collect, probe, summarize
 from iotaudit.columns import Probe, ProbeStatus
 from iotaudit.discover import ALPN_MQTT, Target, read_lab_ports
 from iotaudit.errors import PemError

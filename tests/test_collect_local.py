@@ -18,13 +18,13 @@ import pytest
 from OpenSSL import SSL
 
 from iotaudit import columns as c
-from iotaudit.audit import audit
+from iotaudit.auditing import audit
 from iotaudit.certs import cert_sha256
 from iotaudit.cli import main
-from iotaudit.collect import fd_budget_concurrency, probe
+from iotaudit.collection import fd_budget_concurrency, probe
 from iotaudit.columns import Probe, ProbeStatus
 from iotaudit.discover import Target
-from iotaudit.drift import DriftChange, drift
+from iotaudit.run_drift import DriftChange, drift
 from iotaudit.inventory import load_inventory
 from iotaudit.metrics import render_metrics
 from iotaudit.options import ExitStatus
@@ -88,7 +88,7 @@ def test_probes_that_fail_locally_are_local_error_and_never_a_finding(lab, lab_r
     # local-error; the descriptors are given back only to write the run.
     done = _child(
         "import os\n"
-        "from iotaudit.collect import collect\n"
+        "from iotaudit.collection import collect\n"
         "from iotaudit.discover import Target\n"
         "from iotaudit.catalog import Catalog\n"
         "from iotaudit.store import write_run\n"
@@ -126,7 +126,7 @@ def test_probes_that_fail_locally_are_local_error_and_never_a_finding(lab, lab_r
 
 def test_collect_exit_status_shows_local_errors(lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    import iotaudit.collect as collect_module
+    import iotaudit.collection as collect_module
 
     real_probe = collect_module.probe
 

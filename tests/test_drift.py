@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from iotaudit import cli
-from iotaudit.drift import CHANGE, DETAIL, DriftChange, drift, drift_summary
+from iotaudit.run_drift import CHANGE, DETAIL, DriftChange, drift, drift_summary
 from iotaudit.store import write_run
 from tests.fixtures.runs import ca, leaf, make_run
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from iotaudit import columns as c
-from iotaudit.audit import audit
+from iotaudit.auditing import audit
 from iotaudit.catalog import Catalog, CatalogEntry, CatalogRole, CatalogStatus
 from iotaudit.certs import cert_der, cert_pem, cert_sha256
 from iotaudit.cli import main

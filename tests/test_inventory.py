@@ -43,10 +43,10 @@ def test_csv_groups_devices_into_distinct_profiles(tmp_path: Path) -> None:
     assert prof.loc["fw-1", "devices"] == 2 and prof.loc["fw-1", "groups"] == ["g1", "g2"]
     assert prof.loc["fw-1~2", "key_types"] == ["rsa", "ec"]
     assert prof.loc["fw-2", "endpoints"] == ["a.example", "b.example"]
-    assert prof.loc["fw-2", "path_builder"] == "legacy-chain-top"
+    assert prof.loc["fw-2", "tls_stack"] == "openssl-1.0.1"  # legacy-chain-top maps onto it
     assert prof.loc["fw-2", "pins"] == [GOOD_PIN] and prof.loc["fw-2", "pin_scope"] == "served"
     assert prof.loc["fw-2", "pin_expiry"] == pd.Timestamp("2024-01-01", tz="UTC")
-    assert prof.loc["fw-1", "path_builder"] == "modern" and pd.isna(prof.loc["fw-1", "pin_expiry"])
+    assert prof.loc["fw-1", "tls_stack"] == "openssl-3-partial-chain" and pd.isna(prof.loc["fw-1", "pin_expiry"])
     assert list(inv.devices["profile_key"].astype(str)) == ["fw-1", "fw-1", "fw-1~2", "fw-2"]
     assert isinstance(inv.devices["profile_key"].dtype, pd.CategoricalDtype)
     assert str(inv.devices["pin_expiry"].dtype) == "datetime64[us, UTC]"
@@ -56,7 +56,7 @@ def test_optional_columns_may_be_absent(tmp_path: Path) -> None:
     path = write(tmp_path, "d1,g1,fw,us-east-1,*,AmazonRootCA1,rsa",
                  header="device_id,group,profile,region,endpoints,trust_store,key_types\n")
     prof = load_inventory(path).profiles.iloc[0]
-    assert prof["path_builder"] == "modern" and prof["pin_scope"] == "any" and prof["pins"] == []
+    assert prof["tls_stack"] == "openssl-3-partial-chain" and prof["pin_scope"] == "any" and prof["pins"] == []
 
 
 def test_parquet_and_json_give_the_same_profiles(tmp_path: Path) -> None:
@@ -108,6 +108,83 @@ def test_malformed_pins_are_reported(tmp_path: Path, pin: str, fragment: str) ->
 def test_bad_path_builder_is_reported(tmp_path: Path) -> None:
     path = write(tmp_path, "d1,g,fw,us-east-1,*,AmazonRootCA1,rsa,trusted-last,,,")
     assert problems_of(path) == [(2, "path_builder", "path_builder 'trusted-last' is not one of modern, legacy-chain-top")]
+
+
+STACK_HEADER = "device_id,group,profile,region,endpoints,trust_store,key_types,tls_stack,path_builder\n"
+
+
+def test_tls_stack_column_names_the_profile_stack(tmp_path: Path) -> None:
+    path = write(tmp_path, "d1,g,fw-a,us-east-1,*,AmazonRootCA1,rsa,mbedtls-2.28,",
+                 "d2,g,fw-a,us-east-1,*,AmazonRootCA1,rsa,esp-idf-bundle,",
+                 "d3,g,fw-b,us-east-1,*,AmazonRootCA1,rsa,,", header=STACK_HEADER)
+    inv = load_inventory(path)
+    stacks = dict(zip(inv.profiles["profile_key"], inv.profiles["tls_stack"], strict=True))
+    # The same name on two stacks is two profiles; no stack and no path_builder is the default stack.
+    assert stacks == {"fw-a": "mbedtls-2.28", "fw-a~2": "esp-idf-bundle", "fw-b": "openssl-3-partial-chain"}
+    assert list(inv.devices["tls_stack"].astype(str)) == ["mbedtls-2.28", "esp-idf-bundle", "openssl-3-partial-chain"]
+
+
+def test_tls_stack_is_case_insensitive_and_trimmed(tmp_path: Path) -> None:
+    path = write(tmp_path, "d1,g,fw,us-east-1,*,AmazonRootCA1,rsa, WolfSSL-5-Alt-Chains ,", header=STACK_HEADER)
+    assert list(load_inventory(path).profiles["tls_stack"]) == ["wolfssl-5-alt-chains"]
+
+
+@pytest.mark.parametrize(("builder", "stack"), [("modern", "openssl-3-partial-chain"),
+                                                ("legacy-chain-top", "openssl-1.0.1")])
+def test_path_builder_alone_maps_onto_its_stack(tmp_path: Path, builder: str, stack: str) -> None:
+    path = write(tmp_path, f"d1,g,fw,us-east-1,*,AmazonRootCA1,rsa,,{builder}", header=STACK_HEADER)
+    assert list(load_inventory(path).profiles["tls_stack"]) == [stack]
+
+
+def test_path_builder_agreeing_with_tls_stack_is_one_profile(tmp_path: Path) -> None:
+    path = write(tmp_path, "d1,g,fw,us-east-1,*,AmazonRootCA1,rsa,openssl-1.0.1,legacy-chain-top",
+                 "d2,g,fw,us-east-1,*,AmazonRootCA1,rsa,openssl-1.0.1,",
+                 "d3,g,fw,us-east-1,*,AmazonRootCA1,rsa,,legacy-chain-top", header=STACK_HEADER)
+    inv = load_inventory(path)
+    assert list(inv.profiles["profile_key"]) == ["fw"] and list(inv.profiles["devices"]) == [3]
+
+
+def test_unknown_tls_stack_is_a_bad_row_naming_the_known_ids(tmp_path: Path) -> None:
+    path = write(tmp_path, "d1,g,fw,us-east-1,*,AmazonRootCA1,rsa,mbedtls-1.3,", header=STACK_HEADER)
+    [(row, col, reason)] = problems_of(path)
+    assert (row, col) == (2, "tls_stack")
+    assert "'mbedtls-1.3' is not a known TLS stack" in reason
+    for known in ("openssl-3", "mbedtls-2.28", "esp-idf-bundle", "wolfssl-5-alt-chains", "gnutls-3.7", "android"):
+        assert known in reason
+
+
+def test_tls_stack_disagreeing_with_path_builder_is_a_bad_row(tmp_path: Path) -> None:
+    path = write(tmp_path, "d1,g,fw,us-east-1,*,AmazonRootCA1,rsa,mbedtls-2.28,modern",
+                 "d2,g,fw,us-east-1,*,AmazonRootCA1,rsa,mbedtls-2.28,", header=STACK_HEADER)
+    [(row, col, reason)] = problems_of(path)
+    assert (row, col) == (2, "tls_stack")
+    assert reason == ("tls_stack 'mbedtls-2.28' disagrees with path_builder 'modern' (which means tls_stack "
+                      "'openssl-3-partial-chain'); give one of them, or make them agree")
+
+
+def test_disagreeing_rows_are_skipped_and_counted(tmp_path: Path) -> None:
+    path = write(tmp_path, "d1,g,fw,us-east-1,*,AmazonRootCA1,rsa,openssl-3,legacy-chain-top",
+                 "d2,g,fw,us-east-1,*,AmazonRootCA1,rsa,openssl-3,", header=STACK_HEADER)
+    inv = load_inventory(path, skip_bad_rows=True)
+    assert inv.bad_rows == 1 and list(inv.devices["device_id"]) == ["d2"]
+    assert [(r, col) for r, col, _ in inv.problems] == [(2, "tls_stack")]
+
+
+def test_build_profiles_gives_frozen_profiles_with_their_stack(tmp_path: Path) -> None:
+    from dataclasses import FrozenInstanceError
+
+    from iotaudit.stacks import get_stack
+
+    path = write(tmp_path, f"d1,g,fw,us-east-1,a.example,AmazonRootCA1;AmazonRootCA3,rsa;ecdsa,gnutls-3.7,",
+                 header=STACK_HEADER)
+    [profile] = load_inventory(path).build_profiles(aws_catalog())
+    assert profile.stack is get_stack("gnutls-3.7")
+    assert [cert.subject.rfc4514_string() for cert in profile.store] == [
+        aws_catalog().entry("AmazonRootCA1").certificate.subject.rfc4514_string(),
+        aws_catalog().entry("AmazonRootCA3").certificate.subject.rfc4514_string()]  # store order kept
+    assert profile.key_types == ("rsa", "ec") and profile.endpoints == ("a.example",)
+    with pytest.raises(FrozenInstanceError):
+        profile.devices = 2  # type: ignore[misc]
 
 
 def test_bad_key_types_are_reported(tmp_path: Path) -> None:

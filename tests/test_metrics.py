@@ -108,19 +108,19 @@ def test_break_dates_are_seconds_and_no_break_is_plus_inf():
     assert 'profile="fw-a"} 1893456000' in text
 
 
-def test_renewed_break_dates_are_exported_beside_the_as_served_ones():
-    frame = expiry_frame().assign(renewed_break_date=pd.to_datetime(
+def test_firmware_break_dates_are_exported_beside_the_as_served_ones():
+    frame = expiry_frame().assign(firmware_break_date=pd.to_datetime(
         [datetime(2031, 6, 1, tzinfo=timezone.utc), None], utc=True))
     text = render_metrics(run(), as_of=AS_OF, expiry=frame)
     renewed = {labels["profile"]: value
-               for labels, value in samples(text, "iotaudit_profile_renewed_break_timestamp_seconds")}
+               for labels, value in samples(text, "iotaudit_profile_firmware_break_timestamp_seconds")}
     assert renewed["fw-a"] == datetime(2031, 6, 1, tzinfo=timezone.utc).timestamp()
     assert math.isinf(renewed[HOSTILE])
 
 
-def test_frames_without_renewed_dates_export_no_renewed_family():
+def test_frames_without_firmware_dates_export_no_firmware_family():
     text = render_metrics(run(), as_of=AS_OF, expiry=expiry_frame())
-    assert "iotaudit_profile_renewed_break_timestamp_seconds" not in text
+    assert "iotaudit_profile_firmware_break_timestamp_seconds" not in text
 
 
 def test_devices_per_verdict_use_each_profiles_worst_verdict():

@@ -12,7 +12,8 @@ from iotaudit import pinning
 from iotaudit.columns import typed_frame
 from iotaudit.catalog import CatalogRole, CatalogStatus, aws_catalog
 from iotaudit.certs import cert_sha1, cert_sha256, spki_pin, spki_sha256
-from iotaudit.coverage import coverage as coverage_of, validate_chain
+from iotaudit.paths import validate_chain
+from iotaudit.root_coverage import coverage as coverage_of
 from iotaudit.pinning import (
     CertIdentity,
     KnownCertificates,
@@ -291,7 +292,7 @@ def test_real_cross_signed_root_ca_1_spki_pin_survives_issuer_change_cert_pin_br
     cat = aws_catalog()
     m01, g2, sfs = (cat.entry(n).certificate for n in ("AmazonRSA2048M01", "G2-RootCA1", "SFSRootCAG2"))
     as_of = datetime(2026, 1, 1, tzinfo=UTC)
-    verdict = validate_chain([m01, g2], [sfs], host=None, as_of=as_of)  # a real path through the cross-sign
+    verdict = validate_chain([m01, g2], [sfs], host=None, as_of=as_of, stack="openssl-3-partial-chain")  # a real path through the cross-sign
     assert verdict.valid
     known = KnownCertificates([m01, g2, sfs], cat)
     served = tuple(known.require(fp) for fp in (cert_sha256(m01), cert_sha256(g2)))
@@ -302,7 +303,8 @@ def test_real_cross_signed_root_ca_1_spki_pin_survives_issuer_change_cert_pin_br
     assert pin_matches_chain(spki_pin_, "any", served, path) and pin_matches_chain(cert_pin, "any", served, path)
     new_served, new_path = apply_scenario("issuer-change", served, path, known, anchors=frozenset({cert_sha256(sfs)}))
     assert [c.name for c in new_path] == ["AmazonRSA2048M01", "AmazonRootCA1"]
-    assert validate_chain([m01], [cat.entry("AmazonRootCA1").certificate], host=None, as_of=as_of).valid
+    assert validate_chain([m01], [cat.entry("AmazonRootCA1").certificate], host=None, as_of=as_of,
+                          stack="openssl-3-partial-chain").valid
     assert pin_matches_chain(spki_pin_, "any", new_served, new_path)
     assert not pin_matches_chain(cert_pin, "any", new_served, new_path)
     assert known.under_two_issuers(known.require(cert_sha256(g2)))
@@ -340,7 +342,7 @@ def fleet(pki, tmp_path_factory):
     inventory = make_inventory(tmp, profiles)
     anchors = inventory.resolve(run.catalog_object())
     coverage = coverage_of(run, inventory, as_of=AS_OF)
-    risks = pinning.pin_risks(run, inventory, coverage, anchors, as_of=AS_OF)
+    risks = pinning.pin_risks(run, inventory.build_profiles(run.catalog_object()), coverage, as_of=AS_OF)
     return {"run": run, "inventory": inventory, "risks": risks, "anchors": anchors, "coverage": coverage}
 
 
@@ -460,7 +462,7 @@ def test_lab_spki_pin_survives_issuer_change_whole_cert_pin_breaks(lab_run, tmp_
     ])
     anchors = inventory.resolve(cat)
     coverage = coverage_of(lab_run, inventory, as_of=lab_run.created_at)
-    risks = pinning.pin_risks(lab_run, inventory, coverage, anchors, as_of=lab_run.created_at)
+    risks = pinning.pin_risks(lab_run, inventory.build_profiles(cat), coverage, as_of=lab_run.created_at)
     spki_row = row(risks, "spki", "issuer-change")
     whole_row = row(risks, "whole", "issuer-change")
     assert spki_row["matches"] and whole_row["matches"]

@@ -1,23 +1,27 @@
 """The audit: one run x one inventory x one ``as_of`` -> every analysis frame, a summary and files.
 
-``iotaudit audit RUN --inventory FILE [--as-of DATE] [--horizon-years N] [--skip-bad-rows] --out DIR``
+``iotaudit audit RUN --inventory FILE [--as-of DATE] [--horizon-years N] [--skip-bad-rows] [--cross-check] --out DIR``
 writes, atomically (``store.write_atomically``), one Parquet and one CSV file
 per frame of :class:`AuditResult` plus ``summary.json``:
 
 =========================== ==============================================================
 file                        content
 =========================== ==============================================================
-coverage                    profile x observation it may meet (:mod:`iotaudit.coverage`)
+coverage                    profile x observation it may meet, with its tls_stack (:mod:`iotaudit.root_coverage`)
 fleet                       devices per group x endpoint x key type x verdict
 profiles                    one row per profile: worst verdict, risks, roots to add
 roots_to_add                per profile x scenario (today, no-cross-sign, reserved-roots)
-expiry                      per profile: state, break_date (:func:`iotaudit.expiry.break_dates`)
+stack_alternatives          per profile x other stack: the same store's verdict there ("same store, other stacks")
+expiry                      per profile: firmware_break_date and its cause, state, break_date
+                            (:func:`iotaudit.expiry.break_dates`)
 chain_breaks                per profile x chain: break date
 certificates_expiry         every certificate met: role, not_after, days_left
 anchors_expiry              per profile x anchor in its store
 cliff                       devices losing every valid path, by date
 pins                        per profile x pin x scenario (:func:`iotaudit.pinning.pin_risks`)
 pin_risks_ranked            ranked pinning risks with device counts
+crosscheck                  per profile x chain: the model's verdict next to the real library's
+                            (``--cross-check``; empty otherwise), :func:`cross_check`
 summary.json                headline numbers
 =========================== ==============================================================
 
@@ -32,22 +36,41 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import columns as c
+from . import crosscheck
+from . import expiry as ex
+from . import pinning as pn
 from .columns import as_utc
-from .coverage import VERDICT, VERDICT_OF_RANK, VERDICT_ORDER, Verdict, analyse_coverage, chain_observations, meets
 from .errors import OptionError, RunError
+from .hypothetical import HypotheticalPki
 from .inventory import Inventory, load_inventory
 from .options import ExitStatus, FailOn, crosses
+from .paths import PathEngine
+from .profiles import Profile, chain_observations, meets
+from .root_coverage import (
+    DEFAULT_AT_RISK_DAYS,
+    VERDICT,
+    VERDICT_OF_RANK,
+    VERDICT_ORDER,
+    ChainJudge,
+    Verdict,
+    analyse_coverage,
+    stack_alternatives,
+)
+from .store import load_run, write_atomically
 
 SUMMARY = "summary.json"
+# Frames added after the first audit format: an older audit directory without them loads them empty.
+_ADDED_FRAMES = {"stack_alternatives": c.STACK_ALTERNATIVES_DTYPES, "crosscheck": c.CROSSCHECK_DTYPES}
 FORMAT = "iotaudit-audit/1"
 # The last instant X.509 can express (RFC 5280 section 4.1.2.5: 99991231235959Z): as_of plus the
 # horizon must stay before it.
@@ -65,7 +88,7 @@ def check_horizon(as_of: datetime, horizon_years: int, *, option: str = "as_of")
                           f"can express (RFC 5280 section 4.1.2.5); use a date before {LAST_INSTANT.year - horizon_years + 1}")
 
 
-def unknown_observations(run: Any, inventory: Inventory) -> dict[str, Any]:
+def unknown_observations(run: Any, profiles: Sequence[Profile]) -> dict[str, Any]:
     """What the run could not tell: observations with no fact about the endpoint, and the devices they leave unknown.
 
     ``chain-incomplete`` imports (a transcript that names certificates it does not carry) and
@@ -85,14 +108,14 @@ def unknown_observations(run: Any, inventory: Inventory) -> dict[str, Any]:
     devices = 0
     if carrying.any():
         partial = chain_observations(run, statuses=incomplete)
-        for prow in inventory.profiles.to_dict("records"):
-            if meets(prow, partial, statuses=incomplete).any():
-                keys.append(str(prow[c.PROFILE_KEY]))
-                devices += int(prow[c.DEVICES])
+        for profile in profiles:
+            if meets(profile, partial, statuses=incomplete).any():
+                keys.append(profile.key)
+                devices += profile.devices
     return {"observations_unknown": counts, "devices_unknown": devices, "profiles_unknown": keys}
 FRAMES = (
-    "coverage", "fleet", "profiles", "roots_to_add", "expiry", "chain_breaks", "certificates_expiry",
-    "anchors_expiry", "cliff", "pins", "pin_risks_ranked",
+    "coverage", "fleet", "profiles", "roots_to_add", "stack_alternatives", "expiry", "chain_breaks",
+    "certificates_expiry", "anchors_expiry", "cliff", "pins", "pin_risks_ranked", "crosscheck",
 )
 
 
@@ -105,13 +128,15 @@ class AuditResult:
         fleet: Devices per group x endpoint x key type x verdict.
         profiles: One row per profile: worst verdict, risks, reasons, roots to add, future readiness.
         roots_to_add: Minimal catalogue roots to add, per profile x scenario.
-        expiry: Per profile break state and break date.
+        stack_alternatives: Per profile x other stack, the same store's verdict there.
+        expiry: Per profile firmware-side date and cause, break state and break date.
         chain_breaks: Per profile x chain break date.
         certificates_expiry: Every certificate met with role, not_after, days left.
         anchors_expiry: Per profile x anchor in its store.
         cliff: Devices losing every valid path by date.
         pins: Per profile x pin x scenario.
         pin_risks_ranked: Ranked pinning risks.
+        crosscheck: Per profile x chain, the model's verdict and the real library's (``--cross-check``).
         summary: Headline numbers (JSON-serialisable).
     """
 
@@ -119,6 +144,7 @@ class AuditResult:
     fleet: pd.DataFrame
     profiles: pd.DataFrame
     roots_to_add: pd.DataFrame
+    stack_alternatives: pd.DataFrame
     expiry: pd.DataFrame
     chain_breaks: pd.DataFrame
     certificates_expiry: pd.DataFrame
@@ -126,6 +152,7 @@ class AuditResult:
     cliff: pd.DataFrame
     pins: pd.DataFrame
     pin_risks_ranked: pd.DataFrame
+    crosscheck: pd.DataFrame = field(default_factory=lambda: c.typed_frame([], c.CROSSCHECK_DTYPES))
     summary: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -154,9 +181,45 @@ def _earliest(expiry: pd.DataFrame, column: str) -> str | None:
     return _iso(dates.min()) if len(dates) else None
 
 
+def _firmware_headline(expiry: pd.DataFrame) -> dict[str, Any]:
+    """The earliest firmware-side date, the profiles and devices it hits, and what ends it."""
+    out: dict[str, Any] = {"earliest_firmware_break_date": None, "earliest_firmware_break_profiles": [],
+                           "earliest_firmware_break_devices": 0, "earliest_firmware_break_causes": []}
+    if expiry.empty or c.FIRMWARE_BREAK_DATE not in expiry.columns:
+        return out
+    when = pd.to_datetime(expiry[c.FIRMWARE_BREAK_DATE], utc=True)
+    if not when.notna().any():
+        return out
+    first = expiry[when == when.min()]
+    out["earliest_firmware_break_date"] = _iso(when.min())
+    out["earliest_firmware_break_profiles"] = sorted(first[c.PROFILE].astype(str))
+    out["earliest_firmware_break_devices"] = int(first[c.DEVICES].sum())
+    out["earliest_firmware_break_causes"] = sorted(set(first[c.FIRMWARE_BREAK_CAUSE].astype(str)))
+    return out
+
+
+def _crosscheck_summary(frame: pd.DataFrame, unavailable: Mapping[str, str], asked: bool) -> dict[str, Any]:
+    disagree = frame[~frame[c.AGREE].astype(bool)] if len(frame) else frame
+    return {
+        "asked": asked,
+        "cases": int(len(frame)),
+        "disagreements": int(len(disagree)),
+        "disagreeing": [
+            {c.PROFILE: str(r[c.PROFILE]), c.OBSERVATION_ID: int(r[c.OBSERVATION_ID]), c.HOST: str(r[c.HOST]),
+             c.TLS_STACK: str(r[c.TLS_STACK]), c.MODEL_VALID: bool(r[c.MODEL_VALID]),
+             c.LIBRARY_VALID: bool(r[c.LIBRARY_VALID]), c.LIBRARY: str(r[c.LIBRARY]),
+             c.LIBRARY_ERROR: str(r[c.LIBRARY_ERROR])}
+            for r in disagree.to_dict("records")
+        ],
+        "libraries": sorted(set(frame[c.LIBRARY].astype(str))) if len(frame) else [],
+        "unavailable": dict(sorted(unavailable.items())),
+    }
+
+
 def _summary(
     run: Any, inventory: Inventory, as_of: datetime, horizon_years: int, cov: Any, expiry: pd.DataFrame,
-    ranked: pd.DataFrame, notes: list[str],
+    ranked: pd.DataFrame, notes: list[str], engine: PathEngine, profiles: tuple[Profile, ...],
+    cross: dict[str, Any],
 ) -> dict[str, Any]:
     prof = cov.profiles
     verdict_of = dict(zip(prof[c.PROFILE].astype(str), prof[VERDICT].astype(str), strict=True))
@@ -174,14 +237,16 @@ def _summary(
     for rank, meets_none in zip(per_group["rank"], per_group["meets_none"], strict=True):
         groups_by_verdict[Verdict.NOT_APPLICABLE.value if meets_none else VERDICT_OF_RANK[rank]] += 1
     earliest = _earliest(expiry, c.BREAK_DATE)                   # if nothing changes (served chain as is)
-    earliest_renewed = _earliest(expiry, c.RENEWED_BREAK_DATE)   # if AWS keeps renewing leaf certificates
+    devices_by_stack: dict[str, int] = {}
+    for profile in profiles:
+        devices_by_stack[profile.stack.id] = devices_by_stack.get(profile.stack.id, 0) + profile.devices
     worst_pin = None
     if len(ranked):
         top = ranked.iloc[0].to_dict()
         worst_pin = {k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
                      for k, v in top.items() if k in (c.PROFILE, c.DEVICES, c.RISK, c.SEVERITY_COL)}
         worst_pin = {k: (int(v) if hasattr(v, "__index__") and not isinstance(v, bool) else v) for k, v in worst_pin.items()}
-    unknown = unknown_observations(run, inventory)
+    unknown = unknown_observations(run, profiles)
     if unknown["devices_unknown"]:
         notes.append(f"{unknown['devices_unknown']} device(s) meet a chain the run could not record in full "
                      "(chain-incomplete): unknown, not broken, for that chain")
@@ -193,6 +258,7 @@ def _summary(
     ready_no_cross = int(prof.loc[prof[c.READY_NO_CROSS_SIGN], c.DEVICES].sum())
     return {
         "format": FORMAT,
+        **_firmware_headline(expiry),
         "as_of": as_of.isoformat(),
         "horizon_years": horizon_years,
         "run": str(run.path) if getattr(run, "path", None) else "",
@@ -213,19 +279,91 @@ def _summary(
         "devices_ready_for_reserved_roots": ready_reserved,
         "devices_ready_without_cross_sign": ready_no_cross,
         "earliest_break_date": earliest,
-        "earliest_renewed_break_date": earliest_renewed,
         "worst_pin_risk": worst_pin,
-        "validations": int(cov.validations),
+        "devices_by_stack": dict(sorted(devices_by_stack.items())),
+        "validations": int(engine.calls),
+        "validations_by_stack": dict(sorted(engine.calls_by_stack.items())),
+        "crosscheck": cross,
         **unknown,
         "notes": notes,
     }
 
 
+def cross_check(
+    judge: ChainJudge, profiles: Sequence[Profile],
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Ask each profile's real TLS library (where installed here) about every chain the profile meets at ``as_of``.
+
+    For every profile whose stack's library can be used on this machine
+    (:func:`iotaudit.crosscheck.unavailable` is None), every chain it meets
+    becomes a :class:`iotaudit.crosscheck.Case` (served DER in served order, the
+    store in store order, the endpoint's host, ``as_of``); one batch per stack
+    goes to :func:`iotaudit.crosscheck.verify_many`, and the library's verdict
+    is set beside the model's (the path engine's, as in the coverage frame).
+
+    Args:
+        judge: The run's :class:`iotaudit.root_coverage.ChainJudge` (the model side, shared with coverage).
+        profiles: The profiles.
+
+    Returns:
+        (frame with the columns of :data:`iotaudit.columns.CROSSCHECK_DTYPES`, one row per
+        profile x chain, ``agree`` False where model and library differ; stack id -> why its
+        library could not be asked here, for the stacks left out).
+    """
+    unavailable: dict[str, str] = {}
+    asked: dict[str, list[tuple[Profile, int]]] = {}
+    for profile in profiles:
+        stack = profile.stack.id
+        if stack not in asked and stack not in unavailable:
+            reason = crosscheck.unavailable(stack)
+            if reason is not None:
+                unavailable[stack] = reason
+                continue
+            asked[stack] = []
+        if stack in asked:
+            asked[stack].extend((profile, i) for i in judge.met(profile))
+    der: dict[str, bytes] = {}
+
+    def encoded(shas: Sequence[str]) -> tuple[bytes, ...]:
+        for sha in shas:
+            if sha not in der:
+                der[sha] = judge.engine.certificates[sha].public_bytes(Encoding.DER)
+        return tuple(der[sha] for sha in shas)
+
+    rows: list[dict[str, Any]] = []
+    for stack, pairs in asked.items():
+        cases: dict[tuple[Any, ...], crosscheck.Case] = {}
+        for profile, i in pairs:
+            key = (judge.chains[i], judge.store_of(profile), str(judge.rows[i][c.HOST]))
+            if key not in cases:
+                cases[key] = crosscheck.Case(served=encoded(key[0]), store=encoded(key[1]), host=key[2],
+                                             as_of=judge.as_of)
+        keys = list(cases)
+        verdicts = dict(zip(keys, crosscheck.verify_many(stack, [cases[k] for k in keys]), strict=True))
+        for profile, i in pairs:
+            o = judge.rows[i]
+            library = verdicts[(judge.chains[i], judge.store_of(profile), str(o[c.HOST]))]
+            model = judge.outcome(i, judge.store_of(profile), profile.stack).verdict.valid
+            rows.append({
+                c.PROFILE: profile.key, c.OBSERVATION_ID: int(o[c.OBSERVATION_ID]), c.HOST: str(o[c.HOST]),
+                c.PORT: int(o[c.PORT]), c.PROBE: str(o[c.PROBE]), c.TLS_STACK: stack, c.MODEL_VALID: model,
+                c.LIBRARY_VALID: library.valid, c.LIBRARY: library.library, c.LIBRARY_ERROR: library.error,
+                c.AGREE: model == library.valid,
+            })
+    frame = c.typed_frame(rows, c.CROSSCHECK_DTYPES)
+    frame[c.PROFILE] = pd.Categorical(frame[c.PROFILE].astype(str), categories=[p.key for p in profiles])
+    return frame, unavailable
+
+
 def audit(
     run: Any, inventory: Inventory, *, as_of: datetime | None = None, horizon_years: int = 15,
-    at_risk_days: int | None = None,
+    at_risk_days: int | None = None, cross_check_libraries: bool = False,
 ) -> AuditResult:
-    """Audit ``inventory`` against ``run``: coverage, fleet, roots to add, expiry, cliff, pins, summary.
+    """Audit ``inventory`` against ``run``: coverage, stacks, fleet, roots to add, expiry, cliff, pins, summary.
+
+    Every analysis asks the one path engine (:class:`iotaudit.paths.PathEngine`),
+    shared here, so a question asked by coverage is not asked again by expiry
+    or pinning.
 
     Args:
         run: The collected run (:class:`iotaudit.store.Run`).
@@ -234,7 +372,9 @@ def audit(
             the same run gives the same audit tomorrow.
         horizon_years: How far ahead break dates and the cliff look.
         at_risk_days: A chain that stops validating within this many days is ``at-risk``
-            (default :data:`iotaudit.coverage.DEFAULT_AT_RISK_DAYS`).
+            (default :data:`iotaudit.root_coverage.DEFAULT_AT_RISK_DAYS`).
+        cross_check_libraries: Also ask each profile's real TLS library, where installed
+            here, about every chain it meets (the ``crosscheck`` frame; :func:`cross_check`).
 
     Returns:
         An :class:`AuditResult`.
@@ -244,30 +384,40 @@ def audit(
         OptionError: when ``horizon_years`` is not positive or ``as_of`` plus it passes 9999-12-31.
         ValueError: when ``as_of`` is naive.
     """
-    from . import expiry as ex
-    from . import pinning as pn
-    from .coverage import DEFAULT_AT_RISK_DAYS
-
     as_of = as_utc(as_of) if as_of is not None else as_utc(run.created_at)
     check_horizon(as_of, horizon_years)
-    anchors = inventory.resolve(run.catalog_object())
-    cov = analyse_coverage(run, inventory, as_of=as_of, anchors=anchors,
-                           at_risk_days=DEFAULT_AT_RISK_DAYS if at_risk_days is None else at_risk_days)
+    catalog = run.catalog_object()
+    profiles = inventory.build_profiles(catalog)
+    engine = PathEngine(run.certificate_objects())
+    judge = ChainJudge(run, as_of=as_of, engine=engine,
+                       at_risk_days=DEFAULT_AT_RISK_DAYS if at_risk_days is None else at_risk_days)
+    end = ex.horizon_end(as_of, horizon_years)
+    hypothetical = HypotheticalPki(catalog, as_of, until=end + timedelta(days=2))
+    cov = analyse_coverage(run, inventory, as_of=as_of, profiles=profiles, judge=judge, hypothetical=hypothetical)
+    alternatives = stack_alternatives(judge, profiles)
     notes: list[str] = []
-    chain_breaks = ex.chain_break_dates(run, inventory, anchors, as_of=as_of, horizon_years=horizon_years,
-                                        coverage=cov.coverage)
-    expiry = ex.break_dates(run, inventory, anchors, as_of=as_of, horizon_years=horizon_years,
-                            coverage=cov.coverage, chain_breaks=chain_breaks)
-    certificates_expiry = ex.certificate_expiry(run, cov.coverage, as_of=as_of, anchors=anchors)
-    anchors_expiry = ex.anchor_expiry(run, inventory, anchors, as_of=as_of, coverage=cov.coverage)
+    chain_breaks = ex.chain_break_dates(run, profiles, as_of=as_of, horizon_years=horizon_years,
+                                        coverage=cov.coverage, engine=engine)
+    expiry = ex.break_dates(run, profiles, as_of=as_of, horizon_years=horizon_years, coverage=cov.coverage,
+                            chain_breaks=chain_breaks, hypothetical=hypothetical, engine=engine)
+    certificates_expiry = ex.certificate_expiry(run, cov.coverage, as_of=as_of, profiles=profiles)
+    anchors_expiry = ex.anchor_expiry(run, profiles, as_of=as_of, coverage=cov.coverage)
     cliff = ex.cliff(expiry, as_of=as_of, horizon_years=horizon_years)
-    pins = pn.pin_risks(run, inventory, cov.coverage, anchors, as_of=as_of)
+    pins = pn.pin_risks(run, profiles, cov.coverage, as_of=as_of, engine=engine)
     ranked = pn.ranked_risks(pins)
-    summary = _summary(run, inventory, as_of, horizon_years, cov, expiry, ranked, notes)
+    if cross_check_libraries:
+        checked, unavailable = cross_check(judge, profiles)
+        for stack, reason in sorted(unavailable.items()):
+            notes.append(f"cross-check: {stack} not checked against its real library: {reason}")
+    else:
+        checked, unavailable = c.typed_frame([], c.CROSSCHECK_DTYPES), {}
+    cross = _crosscheck_summary(checked, unavailable, cross_check_libraries)
+    summary = _summary(run, inventory, as_of, horizon_years, cov, expiry, ranked, notes, engine, profiles, cross)
     return AuditResult(
         coverage=cov.coverage, fleet=cov.fleet, profiles=cov.profiles, roots_to_add=cov.roots_to_add,
-        expiry=expiry, chain_breaks=chain_breaks, certificates_expiry=certificates_expiry,
-        anchors_expiry=anchors_expiry, cliff=cliff, pins=pins, pin_risks_ranked=ranked, summary=summary,
+        stack_alternatives=alternatives, expiry=expiry, chain_breaks=chain_breaks,
+        certificates_expiry=certificates_expiry, anchors_expiry=anchors_expiry, cliff=cliff, pins=pins,
+        pin_risks_ranked=ranked, crosscheck=checked, summary=summary,
     )
 
 
@@ -289,8 +439,6 @@ def write_audit(result: AuditResult, out_dir: str | Path, *, overwrite: bool = F
     Raises:
         RunError: when ``out_dir`` exists and ``overwrite`` is false.
     """
-    from .store import write_atomically
-
     def fill(tmp: Path) -> None:
         for name in FRAMES:
             frame = getattr(result, name)
@@ -314,6 +462,9 @@ def load_audit(path: str | Path) -> AuditResult:
         raise RunError(path, f"not a complete audit directory: no readable {SUMMARY} ({err})") from err
     frames: dict[str, pd.DataFrame] = {}
     for name in FRAMES:
+        if name in _ADDED_FRAMES and not (path / f"{name}.parquet").exists():
+            frames[name] = c.typed_frame([], _ADDED_FRAMES[name])  # written before the frame existed
+            continue
         try:
             frame = pd.read_parquet(path / f"{name}.parquet")
         except (OSError, ValueError) as err:
@@ -343,7 +494,8 @@ def audit_command(args: argparse.Namespace) -> int:
                   "count)", file=sys.stderr)
     if args.as_of is None:
         check_horizon(as_utc(run.created_at), args.horizon_years, option="the run's time")
-    result = audit(run, inventory, as_of=args.as_of, horizon_years=args.horizon_years)
+    result = audit(run, inventory, as_of=args.as_of, horizon_years=args.horizon_years,
+                   cross_check_libraries=args.cross_check)
     crossed = crosses(result.summary["devices_by_verdict"], args.fail_on)
     summary = {**result.summary, "fail_on": str(args.fail_on), "threshold_crossed": crossed}
     result = AuditResult(**{name: getattr(result, name) for name in FRAMES}, summary=summary)
@@ -352,17 +504,22 @@ def audit_command(args: argparse.Namespace) -> int:
     print(
         f"{s['devices']} devices in {s['profiles']} profiles: {s['devices_covered']} covered, "
         f"{s['devices_at_risk']} at risk, {s['devices_broken']} broken, {s['devices_not_applicable']} meet no chain; "
-        f"earliest break {s['earliest_break_date'] or 'none within horizon'}"
+        f"update firmware by {s['earliest_firmware_break_date'] or 'no date within horizon'}; "
+        f"earliest break as served {s['earliest_break_date'] or 'none within horizon'}"
     )
     unknown = {k: v for k, v in s["observations_unknown"].items() if v}
     if unknown or s["devices_unknown"]:
         print(f"unknown: {s['devices_unknown']} device(s) meet a chain the run could not record in full; "
               f"observations not judged: {', '.join(f'{v} {k}' for k, v in unknown.items())}")
+    cross = s["crosscheck"]
+    if cross["asked"]:
+        print(f"cross-check: {cross['cases']} chain(s) asked of {', '.join(cross['libraries']) or 'no library'}, "
+              f"{cross['disagreements']} disagreement(s); not checked here: {', '.join(cross['unavailable']) or 'none'}")
     print(f"audit written to {out}")
     print(f"fail-on {args.fail_on}: {'threshold crossed, exit 1' if crossed else 'nothing crosses it, exit 0'}",
           file=sys.stderr)
     return ExitStatus.THRESHOLD if crossed else ExitStatus.OK
 
 
-__all__ = ["AuditResult", "FailOn", "audit", "crosses", "audit_command", "load_audit", "unknown_observations",
-           "write_audit"]
+__all__ = ["AuditResult", "FailOn", "audit", "audit_command", "cross_check", "crosses", "load_audit",
+           "unknown_observations", "write_audit"]
