@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "Pin": "pinning", "parse_pin": "pinning", "pin_risks": "pinning", "ranked_risks": "pinning",
     "AuditResult": "audit", "audit": "audit", "write_audit": "audit", "load_audit": "audit",
     # 5 report
-    "drift": "drift", "render_reports": "reports", "load_inputs": "reports", "write_metrics": "metrics", "render_metrics": "metrics",
+    "drift": "drift", "render_reports": "reports.orchestrator", "load_inputs": "reports.inputs", "write_metrics": "metrics", "render_metrics": "metrics",
     # enums and errors
     "Probe": "columns", "ProbeStatus": "columns", "KeyType": "columns", "EndpointType": "columns",
     "IotauditError": "errors", "PemError": "errors", "TargetError": "errors", "RunError": "errors",

@@ -12,7 +12,8 @@ from iotaudit.reports import NOTEBOOKS, execute_notebook, notebooks_dir
 from tests.fixtures.reportset import HOSTILE, INVENTORY
 from tests.test_reports import html_tables
 
-PARAMETERS = {"run_dir", "inventory", "audit_dir", "as_of", "horizon_years", "title", "group", "baseline_run"}
+PARAMETERS = {"run_dir", "inventory", "audit_dir", "as_of", "horizon_years", "title", "group", "baseline_run",
+              "skip_bad_rows"}
 
 
 def load(name: str) -> nbformat.NotebookNode:
