@@ -249,7 +249,7 @@ FIGURE_WIDTH_IN = 10.5   # at REPORT_DPI this is the page's figure width: the PN
 REPORT_DPI = 100
 MIN_FONT_PT = 9          # 9 pt at 100 dpi = 12.5 px: above the 9 px floor even if a browser shrinks it to 72 %
 MAX_ROWS = 40            # pattern rows per panel
-MAX_COLUMNS = 8          # chains per panel; more chains go to further panels ("pages of figures")
+MAX_COLUMNS = 14         # chains per panel; more chains go to further panels ("pages of figures")
 CHAIN = "chain"          # derived here: host:port (without .amazonaws.com) and leaf key type
 PATTERN = "pattern"      # derived here: P1, P2 ... worst first
 MEMBERS = "members"      # the rows (profiles, or profile · pin) that share a pattern
@@ -327,7 +327,7 @@ def _compact(n: int) -> str:
     return f"{n:,}"
 
 
-def _pattern_label(rec: Mapping[str, Any], width: int = 30) -> str:
+def _pattern_label(rec: Mapping[str, Any], width: int = 34) -> str:
     members = rec[MEMBERS]
     more = f" +{len(members) - 1}" if len(members) > 1 else ""
     return f"{rec[PATTERN]} {_short(str(members[0]), width - len(more))}{more} · {_compact(int(rec[c.DEVICES]))} dev"
@@ -341,9 +341,10 @@ def _draw_grid(grid: PatternGrid, *, title: str, legend: str, colours: Sequence[
     keys = list(dict.fromkeys(pats["key"]))
     chunks = [list(range(i, min(i + max_columns, len(grid.columns)))) for i in range(0, len(grid.columns), max_columns)]
     panels: list[tuple[str, pd.DataFrame, list[int], str]] = []
+    per_panel = max_rows if len(keys) == 1 else max(6, max_rows // 3)  # small multiples: fewer rows each
     for key in keys:
         mine = pats[pats["key"] == key]
-        shown, rest = mine.head(max_rows), mine.iloc[max_rows:]
+        shown, rest = mine.head(per_panel), mine.iloc[per_panel:]
         note = ""
         if len(rest):
             note = (f"{len(rest):,} more patterns ({sum(len(m) for m in rest[MEMBERS]):,} rows, "
@@ -368,8 +369,8 @@ def _draw_grid(grid: PatternGrid, *, title: str, legend: str, colours: Sequence[
                     continue
                 ax.text(j, i, f"{symbols[codes[i, j]]} {_compact(int(counts[i, j]))}", ha="center", va="center",
                         fontsize=MIN_FONT_PT, color="white" if codes[i, j] == 0 else "black")
-        ax.set_xticks(range(len(chunk)), [short_column(grid.columns[j]) for j in chunk], rotation=30, ha="right",
-                      rotation_mode="anchor", fontsize=MIN_FONT_PT)
+        ax.set_xticks(range(len(chunk)), [short_column(grid.columns[j]) for j in chunk], rotation=90,
+                      fontsize=MIN_FONT_PT)
         ax.set_yticks(range(len(shown)), [_pattern_label(rec) for rec in shown.to_dict("records")], fontsize=MIN_FONT_PT)
         ax.set_xticks(np.arange(-0.5, len(chunk)), minor=True)
         ax.set_yticks(np.arange(-0.5, len(shown)), minor=True)
@@ -383,9 +384,17 @@ def _draw_grid(grid: PatternGrid, *, title: str, legend: str, colours: Sequence[
     return figure
 
 
+def _middle(text: str, width: int) -> str:
+    """Shorten from the middle: the start names the endpoint, the end carries the region and port."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
 def _chain_label(chain: str) -> str:
     host, key = chain.split("\n", 1) if "\n" in chain else (chain, "")
-    return f"{_short(host, 34)}\n{key}"
+    return f"{_middle(host, 38)} {key}"
 
 
 def coverage_grid(coverage: pd.DataFrame) -> PatternGrid:

@@ -211,6 +211,7 @@ p.iotaudit-section { font-size: 1.2em; color: #555; margin-top: 0; }
 ul.iotaudit-facts { list-style: none; padding-left: 0; color: #444; }
 ul.iotaudit-facts li { display: inline-block; margin-right: 1.5em; }
 .jp-RenderedImage img { max-width: 100%; height: auto; }
+.jp-RenderedHTMLCommon table.iotaudit-table td, .jp-RenderedHTMLCommon table.iotaudit-table th { text-align: left; }
 """ + TABLE_CSS
 _TEMPLATE = (
     "{%- extends 'index.html.j2' -%}\n"
