@@ -335,7 +335,7 @@ def _pattern_label(rec: Mapping[str, Any], width: int = 34) -> str:
 
 def _draw_grid(grid: PatternGrid, *, title: str, legend: str, colours: Sequence[str], symbols: Sequence[str],
                ylabel: str, xlabel: str, short_column: Any, max_rows: int = MAX_ROWS,
-               max_columns: int = MAX_COLUMNS) -> Figure:
+               max_columns: int = MAX_COLUMNS, noun: str = "profiles") -> Figure:
     """Panels of pattern rows x column chunks, every text at least :data:`MIN_FONT_PT`."""
     pats = grid.patterns
     keys = list(dict.fromkeys(pats["key"]))
@@ -347,9 +347,9 @@ def _draw_grid(grid: PatternGrid, *, title: str, legend: str, colours: Sequence[
         shown, rest = mine.head(per_panel), mine.iloc[per_panel:]
         note = ""
         if len(rest):
-            note = (f"{len(rest):,} more patterns ({sum(len(m) for m in rest[MEMBERS]):,} rows, "
+            note = (f"{len(rest):,} more patterns ({sum(len(m) for m in rest[MEMBERS]):,} {noun}, "
                     f"{int(rest[c.DEVICES].sum()):,} devices) not drawn: all in the table below")
-        head = (f"{key}: {sum(len(m) for m in mine[MEMBERS]):,} in {len(mine):,} patterns, "
+        head = (f"{key}: {sum(len(m) for m in mine[MEMBERS]):,} {noun} in {len(mine):,} patterns, "
                 f"{int(mine[c.DEVICES].sum()):,} devices" if key else "")
         for n, chunk in enumerate(chunks):
             part = f" (columns {chunk[0] + 1}–{chunk[-1] + 1} of {len(grid.columns)})" if len(chunks) > 1 else ""
@@ -485,7 +485,7 @@ def pin_risk_matrix(pins: pd.DataFrame, *, title: str = "Pinning risk", max_rows
                       colours=[VERMILLION, ORANGE, GREEN, GREY], symbols=PIN_CODES,
                       ylabel="Pattern: first profile · pin +others · devices",
                       xlabel="Scenario (a likely change on the AWS side)", short_column=lambda s: _short(s, 24),
-                      max_rows=max_rows, max_columns=MAX_COLUMNS)
+                      max_rows=max_rows, max_columns=MAX_COLUMNS, noun="profile · pin pairs")
 
 
 @dataclass(frozen=True, slots=True)

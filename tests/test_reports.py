@@ -443,3 +443,26 @@ def test_expiry_timeline_draws_a_served_bar_only_for_served_certificates():
     labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
     assert "leaf (leaf)" in labels
     assert "Root (root)" not in labels and "Root" in labels  # the unserved root appears once, as an anchor
+
+
+_LINK = re.compile(r'\b(?:href|src)="([^"]*)"')
+
+
+def test_every_link_is_relative_and_resolves_inside_the_folder_even_when_moved(rendered, tmp_path: Path):
+    moved = tmp_path / "mailed" / "report"
+    shutil.copytree(rendered["out"], moved)  # as unzipped somewhere else
+    pages = sorted(moved.glob("*.html"))
+    assert {p.name for p in pages} >= {"index.html", *(f"{spec.name}.html" for spec in NOTEBOOKS)}
+    for page in pages:
+        for target in _LINK.findall(page.read_text()):
+            if target.startswith(("data:", "#", "https://", "http://")):
+                continue
+            assert not target.startswith(("/", "file:")), f"{page.name}: {target} is not relative"
+            assert (moved / target.split("#")[0]).exists(), f"{page.name}: {target} does not resolve"
+
+
+def test_index_links_every_data_file(rendered):
+    index = (rendered["out"] / "index.html").read_text()
+    for data in sorted((rendered["out"] / "audit").iterdir()):
+        assert f'href="audit/{data.name}"' in index, data.name
+    assert 'href="summary.json"' in index
