@@ -466,3 +466,77 @@ def test_index_links_every_data_file(rendered):
     for data in sorted((rendered["out"] / "audit").iterdir()):
         assert f'href="audit/{data.name}"' in index, data.name
     assert 'href="summary.json"' in index
+
+
+# --- frames others add to the audit: shown only when present ---------------------------------------------
+
+
+@pytest.fixture()
+def audit_with_stack_frames(lab_run, tmp_path: Path) -> Path:
+    """An audit directory plus the three frames of STACKS.md, with exactly the agreed columns."""
+    audit_dir = tmp_path / "audit"
+    load_inputs(lab_run.path, INVENTORY, audit_dir=audit_dir)
+    pd.DataFrame({"profile": ["fw-a", "fw-b", HOSTILE], "tls_stack": ["mbedtls-2.28", "openssl-3", "bearssl"],
+                  "other_stack": ["openssl-3", "mbedtls-2.28", "openssl-3"],
+                  "verdict": ["covered", "broken", "at-risk"], "other_verdict": ["covered", "covered", "broken"],
+                  "devices": [10, 3, 1]}).to_parquet(audit_dir / "stack_alternatives.parquet")
+    pd.DataFrame({"profile": ["fw-a", "fw-b", "fw-a"], "severity": ["info", "error", "warning"],
+                  "note": ["bundle of 3 roots", "private key in image", HOSTILE], "file": ["a.bin", "b.bin", "a.bin"],
+                  "offset": [0, 4096, 128]}).to_parquet(audit_dir / "firmware_notes.parquet")
+    pd.DataFrame({"profile": ["fw-a", "fw-a", "fw-b"], "observation_id": [1, 2, 3],
+                  "host": ["h1", "h2", "h3"], "port": [8883, 443, 8883], "probe": ["rsa", "ecdsa", "tls13"],
+                  "tls_stack": ["mbedtls-2.28", "mbedtls-2.28", "openssl-3"], "model_valid": [True, True, False],
+                  "library_valid": [True, False, None], "library": ["mbedTLS 2.28.3", "mbedTLS 2.28.3", "OpenSSL 3"],
+                  "library_error": ["", "", "not installed"]}).to_parquet(audit_dir / "crosscheck.parquet")
+    return audit_dir
+
+
+def test_stack_sections_render_nothing_when_the_audit_lacks_their_frames(lab_run, tmp_path: Path):
+    from iotaudit.reports import crosscheck_section, firmware_notes_section, stack_alternatives_section, stack_section
+
+    inputs = load_inputs(lab_run.path, INVENTORY, audit_dir=tmp_path / "audit")
+    for cell in (stack_section, stack_alternatives_section, firmware_notes_section, crosscheck_section):
+        assert cell(inputs).markup == ""
+
+
+def test_same_store_other_stacks_worst_today_first(lab_run, audit_with_stack_frames: Path):
+    from iotaudit.reports import stack_alternatives_section
+
+    inputs = load_inputs(lab_run.path, "", audit_dir=audit_with_stack_frames)
+    markup = stack_alternatives_section(inputs).markup
+    assert "Same store, other stacks" in markup and HOSTILE not in markup
+    rows = html_tables(markup)[0]
+    assert list(rows["Verdict today"]) == ["broken", "at-risk", "covered"]
+    assert list(rows["Same store on stack"])[0] == "mbedtls-2.28" and list(rows["Verdict on that stack"])[0] == "covered"
+
+
+def test_firmware_notes_errors_first_with_counts(lab_run, audit_with_stack_frames: Path):
+    from iotaudit.reports import firmware_notes_section
+
+    markup = firmware_notes_section(load_inputs(lab_run.path, "", audit_dir=audit_with_stack_frames)).markup
+    assert "1 error, 1 warning, 1 info" in markup and HOSTILE not in markup
+    assert list(html_tables(markup)[0]["Severity"]) == ["error", "warning", "info"]
+
+
+def test_crosscheck_shows_disagreements_and_library_errors_counted(lab_run, audit_with_stack_frames: Path):
+    from iotaudit.reports import crosscheck_section
+
+    markup = crosscheck_section(load_inputs(lab_run.path, "", audit_dir=audit_with_stack_frames)).markup
+    assert "1 of 3 cases disagree" in markup and "1 could not be asked" in markup
+    rows = html_tables(markup)[0]
+    assert set(rows["Endpoint"]) == {"h2:443", "h3:8883"}
+
+
+def test_tls_stack_column_adds_the_per_stack_table(lab_run, tmp_path: Path):
+    from iotaudit.reports import stack_section
+
+    inputs = load_inputs(lab_run.path, INVENTORY, audit_dir=tmp_path / "audit")
+    coverage = inputs.audit.coverage
+    stacks = coverage["profile"].astype(str).map(lambda p: "openssl-1.0.1" if "starfield" in p else "openssl-3")
+    import dataclasses
+
+    with_stack = dataclasses.replace(inputs, audit=dataclasses.replace(inputs.audit, coverage=coverage.assign(tls_stack=stacks)))
+    rows = html_tables(stack_section(with_stack).markup)[0]
+    assert set(rows["TLS stack"]) == {"openssl-1.0.1", "openssl-3"}
+    total = sum(int(v.replace(",", "")) for col in ("Devices broken", "Devices at risk", "Devices covered") for v in rows[col])
+    assert total <= 12

@@ -39,6 +39,9 @@ from ..plots import (
     pin_risk_matrix,
     text_geometry,
 )
+from .inputs import CROSSCHECK as CROSSCHECK_FRAME
+from .inputs import FIRMWARE_NOTES as FIRMWARE_NOTES_FRAME
+from .inputs import STACK_ALTERNATIVES as STACK_ALTERNATIVES_FRAME
 from .inputs import ReportInputs
 from .pages import AUDIT_SUBDIR, NOTEBOOKS
 from .render import TableRows, empty_markup, skipped_rows_markup, table_markup
@@ -508,3 +511,97 @@ def drift_counts_table(inputs: ReportInputs) -> Html:
     counts = drift_summary(drift(inputs.baseline, inputs.run))
     frame = pd.DataFrame({CHANGE: list(counts), COUNT: list(counts.values())})
     return table(frame, {CHANGE: "Change", COUNT: "Count"}, order="most alarming kind first")
+
+
+# --- frames other parts of the audit add (/work/team/STACKS.md "Frames the report will show") -------------
+# Each section renders only when the audit has its frame (or the column); it carries its own heading so
+# an audit without it shows nothing at all.  Column names as agreed there; they move to columns.py with
+# the frames.
+OTHER_STACK, OTHER_VERDICT = "other_stack", "other_verdict"
+NOTE, FILE, OFFSET = "note", "file", "offset"
+MODEL_VALID, LIBRARY_VALID, LIBRARY, LIBRARY_ERROR = "model_valid", "library_valid", "library", "library_error"
+SEVERITIES_WORST_FIRST = ("error", "warning", "info")
+
+
+def _section(heading: str, body: Html, intro: str = "") -> Html:
+    lead = f"<p>{html.escape(intro)}</p>" if intro else ""
+    return Html(f'<h2 class="iotaudit-optional">{html.escape(heading)}</h2>{lead}{body.markup}')
+
+
+def stack_section(inputs: ReportInputs) -> Html:
+    """Devices per TLS stack and verdict, worst first, when the coverage frame has ``tls_stack``."""
+    coverage = inputs.audit.coverage
+    if TLS_STACK not in coverage.columns:
+        return Html("")
+    profiles = coverage.assign(**{TLS_STACK: coverage[TLS_STACK].astype(str)})
+    per_profile = profile_verdicts(coverage).merge(
+        profiles.drop_duplicates(c.PROFILE)[[c.PROFILE, TLS_STACK]], on=c.PROFILE, how="left")
+    pivot = per_profile.pivot_table(index=TLS_STACK, columns=c.VERDICT, values=c.DEVICES, aggfunc="sum",
+                                    fill_value=0, observed=True).reset_index()
+    pivot.columns = [str(col) for col in pivot.columns]
+    for verdict in VERDICTS:
+        if verdict not in pivot.columns:
+            pivot[verdict] = 0
+    counts = per_profile.groupby(TLS_STACK).size()
+    pivot[COUNT] = pivot[TLS_STACK].map(counts).astype("int64")
+    pivot = pivot.sort_values([VERDICTS[0], VERDICTS[1], TLS_STACK], ascending=[False, False, True], kind="stable")
+    body = table(pivot, {TLS_STACK: "TLS stack", COUNT: "Profiles", VERDICTS[0]: "Devices broken",
+                         VERDICTS[1]: "Devices at risk", VERDICTS[2]: "Devices covered"}, order="most broken first")
+    return _section("Devices per TLS stack", body,
+                    "Each profile's worst verdict, summed by the TLS stack its firmware ships; the heatmap above "
+                    "has one panel per stack.")
+
+
+def stack_alternatives_section(inputs: ReportInputs) -> Html:
+    """"Same store, other stacks": how each profile's trust store would fare under another TLS stack."""
+    frame = inputs.stack_alternatives
+    if frame is None:
+        return Html("")
+    order = {v: i for i, v in enumerate(VERDICTS)}
+    frame = frame.assign(_now=frame[c.VERDICT].astype(str).map(order), _other=frame[OTHER_VERDICT].astype(str).map(order),
+                         _d=-frame[c.DEVICES].astype("int64"))
+    frame = frame.sort_values(["_now", "_other", "_d", c.PROFILE], ascending=[True, False, True, True],
+                              kind="stable").drop(columns=["_now", "_other", "_d"])
+    body = table(frame, {c.PROFILE: "Firmware profile", c.DEVICES: "Devices", TLS_STACK: "TLS stack",
+                         c.VERDICT: "Verdict today", OTHER_STACK: "Same store on stack",
+                         OTHER_VERDICT: "Verdict on that stack"},
+                 source=STACK_ALTERNATIVES_FRAME, order="worst today first, best alternative first",
+                 empty="No alternative stack to compare.")
+    return _section("Same store, other stacks", body,
+                    "The same trust store under another TLS stack's path building: where a firmware update of the "
+                    "TLS library alone would fix (or break) a profile.")
+
+
+def firmware_notes_section(inputs: ReportInputs) -> Html:
+    """Findings of ``iotaudit scan`` about the firmware images, errors first."""
+    frame = inputs.firmware_notes
+    if frame is None:
+        return Html("")
+    rank = {s: i for i, s in enumerate(SEVERITIES_WORST_FIRST)}
+    frame = frame.assign(_s=frame[c.SEVERITY_COL].astype(str).map(rank).fillna(len(rank))).sort_values(
+        ["_s", c.PROFILE, FILE, OFFSET], kind="stable").drop(columns=["_s"])
+    counts = frame[c.SEVERITY_COL].astype(str).value_counts()
+    intro = "From the firmware images: " + ", ".join(f"{int(counts.get(s, 0)):,} {s}" for s in SEVERITIES_WORST_FIRST) + "."
+    body = table(frame, {c.SEVERITY_COL: "Severity", c.PROFILE: "Firmware profile", NOTE: "Note", FILE: "File",
+                         OFFSET: "Offset"}, source=FIRMWARE_NOTES_FRAME, order="errors first",
+                 empty="The scan found nothing to note.")
+    return _section("From the firmware", body, intro)
+
+
+def crosscheck_section(inputs: ReportInputs) -> Html:
+    """Cases where the stack model and the real TLS library disagree (or the library failed), counted."""
+    frame = inputs.crosscheck
+    if frame is None:
+        return Html("")
+    error = frame[LIBRARY_ERROR].fillna("").astype(str) != ""
+    disagree = (frame[MODEL_VALID].astype("boolean") != frame[LIBRARY_VALID].astype("boolean")).fillna(False)
+    shown = frame[disagree.to_numpy() | error.to_numpy()]
+    shown = shown.assign(**{ENDPOINT: shown[c.HOST].astype(str) + ":" + shown[c.PORT].astype(str)})
+    shown = shown.sort_values([TLS_STACK, c.PROFILE, ENDPOINT], kind="stable")
+    intro = (f"{int(disagree.sum()):,} of {len(frame):,} cases disagree between the model and the real library; "
+             f"{int(error.sum()):,} could not be asked. The complete cross-check is audit/{CROSSCHECK_FRAME}.csv.")
+    body = table(shown, {TLS_STACK: "TLS stack", c.PROFILE: "Firmware profile", ENDPOINT: "Endpoint",
+                         c.PROBE: "Probe", MODEL_VALID: "Model says valid", LIBRARY_VALID: "Library says valid",
+                         LIBRARY: "Library", LIBRARY_ERROR: "Library error"},
+                 order="by stack", empty="The model and the real libraries agree on every case.")
+    return _section("Cross-check against the real TLS libraries", body, intro)
