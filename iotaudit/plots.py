@@ -319,12 +319,14 @@ def group_patterns(cells: pd.DataFrame, *, row: str, column: str, panel: str | N
 
 
 def _compact(n: int) -> str:
-    """Device counts that fit a cell: 9,999 / 12k / 1.2M."""
+    """Device counts that fit a cell: 999 / 1.2k / 12k / 1.2M (exact counts are in the tables)."""
     if n >= 1_000_000:
         return f"{n / 1_000_000:.1f}M"
     if n >= 10_000:
         return f"{n // 1000:,}k"
-    return f"{n:,}"
+    if n >= 1000:
+        return f"{n / 1000:.1f}k"
+    return f"{n}"
 
 
 def _pattern_label(rec: Mapping[str, Any], width: int = 34) -> str:
@@ -495,7 +497,8 @@ class TextGeometry:
     Attributes:
         min_font_px: Smallest font size of any visible text, in PNG pixels.
         clipped: Texts whose box leaves the saved image.
-        overlapping: Pairs of tick labels on one axis whose boxes overlap.
+        overlapping: Pairs of tick labels on one axis whose boxes overlap, plus cell texts wider
+            than their cell (a grid's cells are one data unit wide).
         texts: Visible non-empty texts measured.
     """
 
@@ -533,5 +536,9 @@ def text_geometry(figure: Figure, dpi: float = REPORT_DPI) -> TextGeometry:
                            key=lambda b: (b.y0, b.x0))
             overlapping += sum(1 for a, b in zip(boxes, boxes[1:]) if a.overlaps(b)
                                and min(a.y1, b.y1) - max(a.y0, b.y0) > 1 and min(a.x1, b.x1) - max(a.x0, b.x0) > 1)
+        if ax.images:  # a grid drawn with imshow: each annotation must fit its cell
+            cell_px = abs(ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0])
+            overlapping += sum(1 for t in ax.texts if t.get_text().strip()
+                               and t.get_window_extent(renderer).width > cell_px - 2)
     return TextGeometry(min_font_px=min(sizes) if sizes else 0.0, clipped=clipped, overlapping=overlapping,
                         texts=len(sizes))

@@ -38,7 +38,7 @@ def fleet_coverage(profiles: int, chains: int = 12, *, families: int = 60, stack
 
 @pytest.mark.parametrize("profiles", [300, 3000])
 def test_heatmap_stays_legible_at_fleet_size(profiles: int):
-    coverage = fleet_coverage(profiles)
+    coverage = fleet_coverage(profiles, chains=14)  # a full panel: the narrowest cells
     figure = coverage_heatmap(coverage)
     geometry = text_geometry(figure)
     assert geometry.min_font_px >= MIN_FONT_PT * 100 / 72 >= 12
