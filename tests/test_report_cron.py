@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +98,7 @@ def test_a_killed_report_leaves_a_partial_the_next_run_cleans(lab_run, tmp_path:
 # --- item 5: skipped rows shown and printed ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_skipped_rows_are_printed_and_listed_on_the_index(lab_run, tmp_path: Path, capsys):
     notebooks = slow_notebook_set(tmp_path / "nb", 0)
     inventory = inventory_with_a_bad_row(tmp_path)
