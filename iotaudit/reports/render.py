@@ -82,6 +82,7 @@ TABLE_SCRIPT = r"""
         "rows " + (first + 1) + "\u2013" + last + " of " + matching.length + (q ? " matching" : "") +
         " (" + rows.length + " in this page)";
       prev.disabled = state.page === 0; next.disabled = state.page >= pages - 1;
+      prev.hidden = next.hidden = rows.length <= PAGE;
       table.setAttribute("data-matching", String(matching.length));
     }
     headers.forEach(function (th, i) {
@@ -167,7 +168,8 @@ def reach_note(rows: TableRows, order: str) -> str:
     esc = html.escape
     shown, total = len(rows.cells), rows.total
     if shown == total:
-        return (f'<p class="iotaudit-reach">All {total:,} rows are in this page, {esc(order)}: '
+        every = "The only row is" if total == 1 else f"All {total:,} rows are"
+        return (f'<p class="iotaudit-reach">{every} in this page, {esc(order)}: '
                 f"click a header to sort, type to filter, {PAGE_ROWS} rows per screen.</p>")
     parquet = rows.complete_csv.removesuffix(".csv") + ".parquet"
     return (f'<p class="iotaudit-reach">This page holds the first {shown:,} of {total:,} rows ({esc(order)}); '
