@@ -254,6 +254,8 @@ CHAIN = "chain"          # derived here: host:port (without .amazonaws.com) and 
 PATTERN = "pattern"      # derived here: P1, P2 ... worst first
 MEMBERS = "members"      # the rows (profiles, or profile · pin) that share a pattern
 GRID_CODE = "code"       # the cell's value: 0 worst ... 3 "not met"
+PANEL = "key"            # the panel a pattern is drawn in: a TLS stack, or "" for one panel
+CODES, COUNTS, WORST = "codes", "counts", "worst"  # per pattern: codes and device counts per column, lowest code
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,16 +306,16 @@ def group_patterns(cells: pd.DataFrame, *, row: str, column: str, panel: str | N
     groups: dict[tuple, dict[str, Any]] = {}
     for key, codes in per_row.items():
         signature = (key[1] if panel else "", tuple(codes))
-        group = groups.setdefault(signature, {MEMBERS: [], c.DEVICES: 0, "counts": [0] * len(columns)})
+        group = groups.setdefault(signature, {MEMBERS: [], c.DEVICES: 0, COUNTS: [0] * len(columns)})
         group[MEMBERS].append(key[0])
         group[c.DEVICES] += devices_of[key]
         for j, code in enumerate(codes):
             if code < 3:
-                group["counts"][j] += devices_of[key]
-    records = [{"key": sig[0], "codes": sig[1], "worst": min(sig[1], default=3), MEMBERS: sorted(g[MEMBERS]),
-                c.DEVICES: g[c.DEVICES], "counts": tuple(g["counts"])} for sig, g in groups.items()]
-    frame = pd.DataFrame(records, columns=["key", "codes", "worst", MEMBERS, c.DEVICES, "counts"])
-    frame = frame.sort_values(["worst", c.DEVICES, "key"], ascending=[True, False, True], kind="stable").reset_index(drop=True)
+                group[COUNTS][j] += devices_of[key]
+    records = [{PANEL: sig[0], CODES: sig[1], WORST: min(sig[1], default=3), MEMBERS: sorted(g[MEMBERS]),
+                c.DEVICES: g[c.DEVICES], COUNTS: tuple(g[COUNTS])} for sig, g in groups.items()]
+    frame = pd.DataFrame(records, columns=[PANEL, CODES, WORST, MEMBERS, c.DEVICES, COUNTS])
+    frame = frame.sort_values([WORST, c.DEVICES, PANEL], ascending=[True, False, True], kind="stable").reset_index(drop=True)
     frame.insert(0, PATTERN, [f"P{i + 1}" for i in range(len(frame))])
     return PatternGrid(columns=tuple(str(col) for col in columns), patterns=frame)
 
@@ -340,12 +342,12 @@ def _draw_grid(grid: PatternGrid, *, title: str, legend: str, colours: Sequence[
                max_columns: int = MAX_COLUMNS, noun: str = "profiles") -> Figure:
     """Panels of pattern rows x column chunks, every text at least :data:`MIN_FONT_PT`."""
     pats = grid.patterns
-    keys = list(dict.fromkeys(pats["key"]))
+    keys = list(dict.fromkeys(pats[PANEL]))
     chunks = [list(range(i, min(i + max_columns, len(grid.columns)))) for i in range(0, len(grid.columns), max_columns)]
     panels: list[tuple[str, pd.DataFrame, list[int], str]] = []
     per_panel = max_rows if len(keys) == 1 else max(6, max_rows // 3)  # small multiples: fewer rows each
     for key in keys:
-        mine = pats[pats["key"] == key]
+        mine = pats[pats[PANEL] == key]
         shown, rest = mine.head(per_panel), mine.iloc[per_panel:]
         note = ""
         if len(rest):
@@ -361,8 +363,8 @@ def _draw_grid(grid: PatternGrid, *, title: str, legend: str, colours: Sequence[
     axes = figure.subplots(len(panels), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)[:, 0]
     cmap = ListedColormap(list(colours))
     for ax, (head, shown, chunk, note) in zip(axes, panels, strict=True):
-        codes = np.array([[rec_codes[j] for j in chunk] for rec_codes in shown["codes"]], dtype=int).reshape(len(shown), len(chunk))
-        counts = np.array([[rec_counts[j] for j in chunk] for rec_counts in shown["counts"]], dtype=np.int64).reshape(
+        codes = np.array([[rec_codes[j] for j in chunk] for rec_codes in shown[CODES]], dtype=int).reshape(len(shown), len(chunk))
+        counts = np.array([[rec_counts[j] for j in chunk] for rec_counts in shown[COUNTS]], dtype=np.int64).reshape(
             len(shown), len(chunk))
         ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=len(colours) - 0.5, aspect="auto", interpolation="nearest")
         for i in range(codes.shape[0]):

@@ -29,6 +29,7 @@ from ..errors import ReportError
 from ..metrics import VERDICTS, profile_verdicts
 from ..plots import (
     MEMBERS,
+    PANEL,
     PATTERN,
     REPORT_DPI,
     TLS_STACK,
@@ -374,12 +375,12 @@ def _patterns_table(grid: Any, *, member_label: str, caption: str, panel_label: 
     if pats.empty:
         return Html(empty_markup("Nothing to group."))
     frame = pd.DataFrame({
-        PATTERN: pats[PATTERN], "key": pats["key"], c.DEVICES: pats[c.DEVICES].astype("int64"),
+        PATTERN: pats[PATTERN], PANEL: pats[PANEL], c.DEVICES: pats[c.DEVICES].astype("int64"),
         COUNT: pats[MEMBERS].map(len).astype("int64"), MEMBERS: pats[MEMBERS],
     })
     columns = {PATTERN: "Pattern", c.DEVICES: "Devices", COUNT: member_label.capitalize() + "s", MEMBERS: member_label.capitalize() + "s, all"}
     if panel_label:
-        columns = {PATTERN: "Pattern", "key": panel_label, **{k: v for k, v in columns.items() if k != PATTERN}}
+        columns = {PATTERN: "Pattern", PANEL: panel_label, **{k: v for k, v in columns.items() if k != PATTERN}}
     return table(frame, columns, caption=caption, order="worst first, as in the figure")
 
 

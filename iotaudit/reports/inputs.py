@@ -32,10 +32,10 @@ from ..errors import ReportError
 from ..expiry import cliff
 from ..inventory import Inventory, load_inventory
 from ..store import Run, load_run
-from .pages import SKIPPED_ROWS
+from .pages import SKIPPED_COLUMN, SKIPPED_REASON, SKIPPED_ROW, SKIPPED_ROWS
 
 # Inventory rows left out with --skip-bad-rows: one row per problem (iotaudit.inventory.Inventory.problems).
-ROW, COLUMN, REASON = "row", "column", c.REASON
+ROW, COLUMN, REASON = SKIPPED_ROW, SKIPPED_COLUMN, SKIPPED_REASON
 SKIPPED_COLUMNS = (ROW, COLUMN, REASON)
 
 # Frames other parts of the audit are adding (docs: /work/team/STACKS.md "Frames the report will show").

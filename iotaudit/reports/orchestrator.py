@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from .. import __version__
+from ..columns import Verdict
 from ..errors import IotauditError, ReportError
 from ..inventory import load_inventory
 from ..store import claim_directory, load_run, write_atomically
@@ -44,6 +45,9 @@ from .pages import (
     INDEX_HTML,
     NOTEBOOKS,
     SINGLE_FILE_HTML,
+    SKIPPED_COLUMN,
+    SKIPPED_REASON,
+    SKIPPED_ROW,
     SUMMARY_JSON,
     NotebookSpec,
     notebooks_dir,
@@ -165,7 +169,8 @@ def crosses(devices_by_verdict: Mapping[str, int], fail_on: FailOn | str) -> boo
     fail_on = FailOn(fail_on)
     if fail_on is FailOn.NEVER:
         return False
-    worse = ["broken"] if fail_on is FailOn.BROKEN else ["broken", "at-risk"]
+    broken, at_risk = Verdict.BROKEN.value, Verdict.AT_RISK.value
+    worse = [broken] if fail_on is FailOn.BROKEN else [broken, at_risk]
     return any(int(devices_by_verdict.get(v, 0)) > 0 for v in worse)
 
 
@@ -413,6 +418,6 @@ def _print_skipped(summary: Mapping[str, Any]) -> None:
           "(--skip-bad-rows); they are in no number of the report:", file=sys.stderr)
     details = list(summary.get("skipped_row_details", []))
     for row in details[:SKIPPED_PRINTED]:
-        print(f"  row {row['row']}, column {row['column'] or '-'}: {row['reason']}", file=sys.stderr)
+        print(f"  row {row[SKIPPED_ROW]}, column {row[SKIPPED_COLUMN] or '-'}: {row[SKIPPED_REASON]}", file=sys.stderr)
     if len(details) > SKIPPED_PRINTED:
         print(f"  ... and {len(details) - SKIPPED_PRINTED} more (every one is listed in index.html)", file=sys.stderr)

@@ -45,6 +45,7 @@ NOTEBOOKS: tuple[NotebookSpec, ...] = (
 )
 AUDIT_SUBDIR = "audit"              # the audit, as written by iotaudit.audit.write_audit, inside a report directory
 SKIPPED_ROWS = "skipped_rows.csv"   # inside the audit directory: inventory rows left out (--skip-bad-rows)
+SKIPPED_ROW, SKIPPED_COLUMN, SKIPPED_REASON = "row", "column", "reason"  # its columns
 NOTEBOOK_ONLY_TAG = "notebook-only"  # cells removed from the rendered HTML
 SUMMARY_JSON = "summary.json"
 INDEX_HTML = "index.html"

@@ -25,7 +25,17 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import ReportError
-from .pages import AUDIT_SUBDIR, INDEX_HTML, NOTEBOOK_ONLY_TAG, SINGLE_FILE_HTML, SUMMARY_JSON, NotebookSpec
+from .pages import (
+    AUDIT_SUBDIR,
+    INDEX_HTML,
+    NOTEBOOK_ONLY_TAG,
+    SINGLE_FILE_HTML,
+    SKIPPED_COLUMN,
+    SKIPPED_REASON,
+    SKIPPED_ROW,
+    SUMMARY_JSON,
+    NotebookSpec,
+)
 
 PAGE_ROWS = 25  # rows per browser page of a table
 
@@ -311,8 +321,9 @@ def skipped_rows_markup(skipped: Sequence[Mapping[str, Any]], count: int, source
     if not count:
         return '<p class="iotaudit-empty">No inventory row was left out.</p>'
     rows = TableRows(labels=("Row", "Column", "Why it was left out"),
-                     cells=tuple((str(r["row"]), str(r["column"] or "—"), str(r["reason"])) for r in skipped),
-                     sort_keys=tuple((str(r["row"]), None, None) for r in skipped), total=len(skipped))
+                     cells=tuple((str(r[SKIPPED_ROW]), str(r[SKIPPED_COLUMN] or "—"), str(r[SKIPPED_REASON]))
+                                 for r in skipped),
+                     sort_keys=tuple((str(r[SKIPPED_ROW]), None, None) for r in skipped), total=len(skipped))
     return (f'<p class="iotaudit-warning"><b>{count:,} inventory row(s) of {esc(source)} were left out</b> '
             "(--skip-bad-rows): their devices are in no number of this report.</p>"
             + (table_markup(rows, order="in file order") if skipped else ""))
