@@ -119,30 +119,41 @@ def expiry_timeline(
             since = pd.Timestamp(row["not_before"]) if "not_before" in row and not pd.isna(row["not_before"]) else left
             bars.append((f"{_short(name, 38)} ({role})" if role else _short(name, 44), since, row["_na"], "served"))
     renewed = "renewed_break_date" in break_dates.columns
+    # Profiles that break the same way on the same dates share one bar: broken first, then the soonest,
+    # then the most devices; what does not fit is counted in the title.
+    groups: dict[tuple[bool, pd.Timestamp, pd.Timestamp | None], dict[str, Any]] = {}
     if not break_dates.empty and "break_date" in break_dates.columns:
         for row in break_dates.to_dict("records"):
+            broken = str(row.get("state", "")) == "broken"  # no valid path at as_of: nothing left to expire
             when = row["renewed_break_date"] if renewed else row["break_date"]
-            devices = int(row.get("devices", 0) or 0)
-            label = f"{_short(str(row['profile']), 30)} ({devices:,} devices)"
-            if str(row.get("state", "")) == "broken":  # no valid path at as_of: nothing left to expire
-                bars.append((label, start, start, "path"))
-                continue
-            until = end + pd.Timedelta(days=1) if pd.isna(when) else pd.Timestamp(when)
-            bars.append((label, start, until, "path"))
+            until = start if broken else (end + pd.Timedelta(days=1) if pd.isna(when) else pd.Timestamp(when))
             served = row["break_date"]
-            if renewed and not pd.isna(served) and pd.Timestamp(served) < until:
-                served_breaks[label] = pd.Timestamp(served)
+            early = (pd.Timestamp(served) if renewed and not broken and not pd.isna(served)
+                     and pd.Timestamp(served) < until else None)
+            group = groups.setdefault((broken, until, early), {"profiles": [], "devices": 0})
+            group["profiles"].append(str(row["profile"]))
+            group["devices"] += int(row.get("devices", 0) or 0)
+    ordered = sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1], -kv[1]["devices"], kv[1]["profiles"][0]))
     if not anchors_expiry.empty and "not_after" in anchors_expiry.columns:
         key = "anchor_sha256" if "anchor_sha256" in anchors_expiry.columns else "anchor_name"
         anchors = anchors_expiry.drop_duplicates(subset=[key])
         for row in anchors.to_dict("records"):
             bars.append((_short(str(row.get("anchor_name") or str(row.get(key, ""))[:12]), 44), left,
                          pd.Timestamp(row["not_after"]), "anchor"))
-    if not bars:
+    if not bars and not ordered:
         return _empty("No certificate, path or anchor to show.", title)
-    dropped = max(0, len(bars) - max_bars)
-    if dropped:  # keep the soonest of each kind, proportionally
-        bars = sorted(bars, key=lambda b: b[2])[:max_bars]
+    dropped = max(0, len(bars) - max(0, max_bars - 8))  # certificates and anchors: the soonest kept
+    if dropped:
+        bars = sorted(bars, key=lambda b: b[2])[: max(0, max_bars - 8)]
+    budget = max(8, max_bars - len(bars))
+    for (_broken, until, early), group in ordered[:budget]:
+        members = group["profiles"]
+        more = f" +{len(members) - 1}" if len(members) > 1 else ""
+        label = f"{_short(members[0], 30 - len(more))}{more} ({group['devices']:,} devices)"
+        bars.append((label, start, until, "path"))
+        if early is not None:
+            served_breaks[label] = early
+    left_groups = ordered[budget:]
     kinds_order = {"path": 0, "served": 1, "anchor": 2}
     bars.sort(key=lambda b: (kinds_order[b[3]], b[2]))
     path_label = ("Firmware profile works until (first break if AWS keeps renewing leaf certificates)" if renewed
@@ -152,8 +163,8 @@ def expiry_timeline(
         "path": dict(color=VERMILLION, hatch="///", label=path_label),
         "anchor": dict(color=GREEN, hatch="..", label="Trust anchor in firmware valid until"),
     }
-    figure = Figure(figsize=(13, 2.8 + 0.28 * len(bars) + 2.6))
-    grid = figure.add_gridspec(2, 1, height_ratios=[max(3.0, 0.28 * len(bars)), 2.4], hspace=0.12)
+    figure = Figure(figsize=(FIGURE_WIDTH_IN, 2.8 + 0.3 * len(bars) + 2.6))
+    grid = figure.add_gridspec(2, 1, height_ratios=[max(3.0, 0.3 * len(bars)), 2.4], hspace=0.12)
     ax = figure.add_subplot(grid[0])
     ax_cliff = figure.add_subplot(grid[1], sharex=ax)
     seen: set[str] = set()
@@ -172,26 +183,33 @@ def expiry_timeline(
             seen.add("served-break")
         if until > end:
             ax.annotate("beyond horizon →" if kind == "path" else f"→ {until:%Y}", (mdates.date2num(end), y),
-                        xytext=(-4, 0), textcoords="offset points", ha="right", va="center", fontsize=7, color="black")
+                        xytext=(-4, 0), textcoords="offset points", ha="right", va="center", fontsize=MIN_FONT_PT, color="black")
         elif kind == "path" and until == start:
             ax.annotate("broken at as_of", (mdates.date2num(start), y), xytext=(4, 0), textcoords="offset points",
-                        ha="left", va="center", fontsize=7, color=VERMILLION, fontweight="bold")
+                        ha="left", va="center", fontsize=MIN_FONT_PT, color=VERMILLION, fontweight="bold")
         elif until <= start:
             ax.annotate(f"expired {until:%Y-%m-%d}", (mdates.date2num(max(until, left)), y), xytext=(4, 0),
-                        textcoords="offset points", ha="left", va="center", fontsize=7, color=VERMILLION)
-    ax.set_yticks(range(len(bars)), [b[0] for b in bars], fontsize=8)
+                        textcoords="offset points", ha="left", va="center", fontsize=MIN_FONT_PT, color=VERMILLION)
+    ax.set_yticks(range(len(bars)), [b[0] for b in bars], fontsize=MIN_FONT_PT)
     ax.invert_yaxis()
     ax.axvline(mdates.date2num(start), color="black", linestyle="--", linewidth=1.2)
-    ax.text(mdates.date2num(start), -0.9, f" as of {start:%Y-%m-%d}", fontsize=8, va="bottom", ha="left")
+    ax.text(mdates.date2num(start), -0.9, f" as of {start:%Y-%m-%d}", fontsize=MIN_FONT_PT, va="bottom", ha="left")
     ax.set_xlim(mdates.date2num(left), mdates.date2num(end))
     handles, labels = ax.get_legend_handles_labels()
     order = [style["path"]["label"], MARKER_LABEL, style["served"]["label"], style["anchor"]["label"]]
     legend = sorted(zip(handles, labels, strict=True), key=lambda h: order.index(h[1]) if h[1] in order else len(order))
-    ax.legend([h for h, _ in legend], [lab for _, lab in legend], loc="lower left", bbox_to_anchor=(0.0, 1.0),
-              ncol=2, fontsize=8, frameon=False)
+    # One column from the figure's left edge: two columns at 9 pt would run past the page width.
+    ax.legend([h for h, _ in legend], [lab for _, lab in legend], loc="lower left", bbox_to_anchor=(-0.52, 1.01),
+              ncol=1, fontsize=MIN_FONT_PT, frameon=False)
     ax.grid(axis="x", color="#e0e0e0")
     ax.tick_params(labelbottom=False)
-    suffix = f"  ({dropped} more bars not shown)" if dropped else ""
+    notes = []
+    if left_groups:
+        notes.append(f"{len(left_groups):,} more firmware groups ({sum(len(g['profiles']) for _k, g in left_groups):,} "
+                     f"profiles, {sum(g['devices'] for _k, g in left_groups):,} devices) not drawn: all in the tables below")
+    if dropped:
+        notes.append(f"{dropped} more certificates and anchors not drawn (the soonest are)")
+    suffix = ("\n" + "; ".join(notes)) if notes else ""
     figure.suptitle(title + suffix, fontsize=12, fontweight="bold")
 
     if not cliff.empty and {"date", "devices_connected"} <= set(cliff.columns):
@@ -220,15 +238,15 @@ def expiry_timeline(
             losing = cliff[cliff[main[1]] > 0]
             for d, n in zip(_utc(losing["date"]), losing[main[1]], strict=True):
                 ax_cliff.annotate(f"−{int(n):,}", (mdates.date2num(d), 0), xytext=(3, 4), textcoords="offset points",
-                                  fontsize=8, color=VERMILLION, fontweight="bold", rotation=90, va="bottom")
+                                  fontsize=MIN_FONT_PT, color=VERMILLION, fontweight="bold", rotation=90, va="bottom")
         if both:
             losing = cliff[cliff["devices_losing"] > 0]
             for d, n in zip(_utc(losing["date"]), losing["devices_losing"], strict=True):
                 ax_cliff.annotate(f"−{int(n):,}", (mdates.date2num(d), tallest * 1.24), xytext=(-3, 0),
-                                  textcoords="offset points", fontsize=7, color="#333333", rotation=90, va="top",
+                                  textcoords="offset points", fontsize=MIN_FONT_PT, color="#333333", rotation=90, va="top",
                                   ha="right")
         ax_cliff.set_ylim(0, tallest * (1.28 if both else 1.1) if tallest > 0 else 1)
-        ax_cliff.legend(loc="lower right", fontsize=8, frameon=True, framealpha=0.9)
+        ax_cliff.legend(loc="lower right", fontsize=MIN_FONT_PT, frameon=True, framealpha=0.9)
     else:
         ax_cliff.text(0.5, 0.5, "no cliff data", transform=ax_cliff.transAxes, ha="center", va="center")
     ax_cliff.axvline(mdates.date2num(start), color="black", linestyle="--", linewidth=1.2)
@@ -239,7 +257,8 @@ def expiry_timeline(
     ax_cliff.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{int(v):,}"))
     ax_cliff.xaxis.set_major_locator(mdates.YearLocator(base=1 if horizon_years <= 10 else 2))
     ax_cliff.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
-    figure.subplots_adjust(left=0.28, right=0.98, top=1 - 0.9 / figure.get_figheight(), bottom=0.06)
+    figure.subplots_adjust(left=0.36, right=0.98, top=1 - (1.5 + 0.2 * suffix.count("\n")) / figure.get_figheight(),
+                           bottom=0.06)
     return figure
 
 

@@ -112,3 +112,28 @@ def test_pin_matrix_groups_pins_with_the_same_outcome():
     assert figure.axes[0].get_yticklabels()[0].get_text().startswith("P1 fw-0000 · sha256/0 +133")
     geometry = text_geometry(figure)
     assert geometry.min_font_px >= 12 and geometry.overlapping == 0
+
+
+def test_expiry_timeline_groups_profiles_that_break_alike_broken_first_and_counts_the_rest():
+    from iotaudit.plots import expiry_timeline
+
+    utc = lambda text: pd.Timestamp(text, tz="UTC")  # noqa: E731
+    rng = np.random.default_rng(5)
+    dates = [utc(f"{2027 + k}-06-30") for k in range(80)]
+    rows = [{"profile": f"fw-{n:04d}", "devices": int(rng.integers(1, 50)), "state": "broken" if n % 50 == 0 else "breaks",
+             "break_date": dates[n % 80], "renewed_break_date": dates[n % 80]} for n in range(300)]
+    breaks = pd.DataFrame(rows)
+    certs = pd.DataFrame({"subject_cn": ["leaf"], "role": ["leaf"], "not_after": [utc("2027-01-01")]})
+    anchors = pd.DataFrame({"anchor_name": ["Root"], "anchor_sha256": ["ab"], "not_after": [utc("2038-01-17")]})
+    cliff = pd.DataFrame({"date": [utc("2026-01-01")], "devices_losing": [0], "devices_connected": [10]})
+    figure = expiry_timeline(certs, breaks, anchors, cliff, as_of=utc("2026-01-01").to_pydatetime(), max_bars=30)
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels[0].startswith("fw-0000 +5 (")  # the six broken profiles, one bar, first
+    assert len(labels) == 30
+    shown_groups = 28  # 30 bars less the certificate and the anchor
+    left_profiles = 300 - 6 - sum(int(label.split("+")[1].split(" ")[0]) + 1 if "+" in label else 1
+                                  for label in labels[1:shown_groups])
+    title = figure._suptitle.get_text()
+    assert f"{81 - shown_groups} more firmware groups ({left_profiles} profiles" in title
+    geometry = text_geometry(figure)
+    assert geometry.min_font_px >= 12 and geometry.overlapping == 0
