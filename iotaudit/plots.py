@@ -462,7 +462,7 @@ def coverage_heatmap(coverage: pd.DataFrame, *, title: str = "Root coverage", ma
     return _draw_grid(coverage_grid(coverage), title=title,
                       legend="✗ broken · ! at risk · ✓ covered · grey: chain not met — cell: devices",
                       colours=[VERDICT_STYLE[v][0] for v in order], symbols=[VERDICT_STYLE[v][1] for v in order],
-                      ylabel="Verdict pattern: first profile +others · devices",
+                      ylabel="Verdict pattern (first profile +others)",
                       xlabel="Endpoint chain (host:port without .amazonaws.com, leaf key type)",
                       short_column=_chain_label, max_rows=max_rows, max_columns=max_columns)
 
@@ -506,7 +506,7 @@ def pin_risk_matrix(pins: pd.DataFrame, *, title: str = "Pinning risk", max_rows
                       legend="✗ pin set fails: devices disconnect · ! this pin fails, a backup holds · ✓ survives"
                              " · grey: no match today",
                       colours=[VERMILLION, ORANGE, GREEN, GREY], symbols=PIN_CODES,
-                      ylabel="Pattern: first profile · pin +others · devices",
+                      ylabel="Pin pattern",
                       xlabel="Scenario (a likely change on the AWS side)", short_column=lambda s: _short(s, 24),
                       max_rows=max_rows, max_columns=MAX_COLUMNS, noun="profile · pin pairs")
 

@@ -86,6 +86,8 @@ class ReportInputs:
             raise ValueError("ReportInputs.as_of must be timezone-aware")
         if self.horizon_years < 1:
             raise ValueError("ReportInputs.horizon_years must be at least 1")
+        if not isinstance(self.run, Run):
+            raise TypeError(f"ReportInputs.run must be a Run, not {type(self.run).__name__}")
         if not isinstance(self.audit, AuditResult):
             raise TypeError(f"ReportInputs.audit must be an AuditResult, not {type(self.audit).__name__}")
         missing = [col for col in SKIPPED_COLUMNS if col not in self.skipped_rows.columns]
