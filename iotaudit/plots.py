@@ -462,7 +462,7 @@ def coverage_heatmap(coverage: pd.DataFrame, *, title: str = "Root coverage", ma
     return _draw_grid(coverage_grid(coverage), title=title,
                       legend="✗ broken · ! at risk · ✓ covered · grey: chain not met — cell: devices",
                       colours=[VERDICT_STYLE[v][0] for v in order], symbols=[VERDICT_STYLE[v][1] for v in order],
-                      ylabel="Verdict pattern (first profile +others)",
+                      ylabel="Verdict pattern",
                       xlabel="Endpoint chain (host:port without .amazonaws.com, leaf key type)",
                       short_column=_chain_label, max_rows=max_rows, max_columns=max_columns)
 
