@@ -540,3 +540,14 @@ def test_tls_stack_column_adds_the_per_stack_table(lab_run, tmp_path: Path):
     assert set(rows["TLS stack"]) == {"openssl-1.0.1", "openssl-3"}
     total = sum(int(v.replace(",", "")) for col in ("Devices broken", "Devices at risk", "Devices covered") for v in rows[col])
     assert total <= 12
+
+
+@pytest.mark.slow
+def test_registering_the_report_command_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import argparse, sys, iotaudit.reports as r; r.register(argparse.ArgumentParser().add_subparsers()); "
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'papermill', 'nbconvert') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

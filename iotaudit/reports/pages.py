@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 
@@ -59,3 +60,11 @@ def notebooks_dir() -> Path:
     if (packaged / "summary.ipynb").exists():
         return packaged
     return package.parent / "notebooks"
+
+
+class FailOn(StrEnum):
+    """``--fail-on`` threshold: the exit status is 1 when any device has this verdict or worse."""
+
+    BROKEN = "broken"
+    AT_RISK = "at-risk"
+    NEVER = "never"
