@@ -47,7 +47,7 @@ _EXPORTS: dict[str, str] = {
     "AuditResult": "auditing", "audit": "auditing", "write_audit": "auditing", "load_audit": "auditing",
     "cross_check": "auditing",
     # 5 report
-    "drift": "run_drift", "render_reports": "reports", "load_inputs": "reports", "write_metrics": "metrics", "render_metrics": "metrics",
+    "drift": "run_drift", "render_reports": "reports.orchestrator", "load_inputs": "reports.inputs", "write_metrics": "metrics", "render_metrics": "metrics",
     # enums and errors
     "Probe": "columns", "ProbeStatus": "columns", "KeyType": "columns", "EndpointType": "columns",
     "IotauditError": "errors", "PemError": "errors", "TargetError": "errors", "RunError": "errors",

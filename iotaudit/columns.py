@@ -799,7 +799,6 @@ EMBEDDED_AS = "embedded_as"    # ELF ``_binary_<name>_start`` stem, C variable o
 CONTAINER = "container"        # "file@offset" of the store container (one PEM file, one bundle, one blob)
 SAME_KEY_AS = "same_key_as"    # display name of the catalogue root with this key ("same key as Amazon Root CA 1")
 IN_STORE = "in_store"          # the certificate / anchor is part of the profile's trust store
-TLS_STACK = "tls_stack"        # a stack id of iotaudit/stacks.py (issue 7; same constant there)
 EVIDENCE = "evidence"          # what the finding says about the stack / store, in plain words
 SCANNED_PATH = "scanned_path"  # the PATH given to ``iotaudit scan``
 ANCHORS = "anchors"            # number of anchors in the profile's store

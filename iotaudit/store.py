@@ -14,12 +14,15 @@ a crash never leaves a directory that looks like a complete run.
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,6 +220,45 @@ def write_run_or_keep(run: Run, path: str | Path, *, overwrite: bool = False,
                 continue
             raise WriteError(err.path, err.reason, kept=target) from err
         raise
+
+
+@contextmanager
+def claim_directory(path: str | Path) -> Iterator[Path]:
+    """Hold the exclusive right to create directory ``path`` while the block runs.
+
+    The claim is an ``flock`` on a hidden sibling ``.NAME.lock``, which the
+    kernel releases when the holder dies, so a killed run never leaves a
+    stale claim.  Once claimed, ``.NAME.partial-*`` directories (left by
+    :func:`write_atomically` in a killed run) are removed: no live writer can
+    own them.
+
+    Raises:
+        RunError: "already exists" when another process holds the claim.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunError(path, "already exists: another iotaudit is writing it right now") from None
+        try:
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino  # not a lock file the last holder unlinked
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        yield path
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def write_run(run: Run, path: str | Path, *, overwrite: bool = False) -> Run:
