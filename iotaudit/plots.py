@@ -79,13 +79,14 @@ def expiry_timeline(
     The three kinds of date are drawn differently (blackbox_exporter issues
     340/589/637 are what happens when they are mixed up): served-certificate
     validity in blue, each profile's first break in vermillion with hatching,
-    anchor validity in green.  A profile's bar ends at its break "if AWS keeps
-    renewing leaf certificates" (``firmware_break_date``: the date to update the
-    firmware by); a black diamond marks its break "if nothing changes"
+    anchor validity in green.  A profile's bar ends at its firmware-side date
+    (``firmware_break_date``: the first day nothing AWS could serve under the
+    roots and cross-signs that still exist validates with its store, stack and
+    pins, i.e. the date to update the firmware by); a black diamond marks its break "if nothing changes"
     (``break_date``, the served chain as is) when that is earlier.  Bars that
     run past the horizon end in an arrow.  The lower panel is the cliff:
-    devices still connected over time, solid if AWS keeps renewing leaf
-    certificates, dashed if nothing changes.  Frames without the renewed
+    devices still connected over time, solid on the firmware side, dashed if
+    nothing changes.  Frames without the firmware-side
     columns are drawn with the as-served dates only.
 
     Args:
@@ -224,7 +225,7 @@ def expiry_timeline(
         main = ("devices_connected_firmware", "devices_losing_firmware") if both else ("devices_connected", "devices_losing")
         ys = curve(*main)
         ax_cliff.step(xs, ys, where="post", color=VERMILLION, linewidth=2.2, zorder=3,
-                      label="If AWS keeps renewing leaf certificates (the firmware side decides)" if both
+                      label="Firmware side (AWS renews what it serves; anchors, stack and pins decide)" if both
                       else "Devices with a valid path")
         ax_cliff.fill_between(xs, ys, step="post", color=VERMILLION, alpha=0.12)
         tallest = max(ys)

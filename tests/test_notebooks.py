@@ -138,11 +138,11 @@ def test_root_coverage_notebook(lab_run, tmp_path: Path):
 def test_expiry_timeline_notebook(lab_run, tmp_path: Path):
     nb = run_notebook("expiry_timeline", tmp_path, lab_run, as_of="2026-01-01", horizon_years=5)
     assert len(outputs(nb, "image/png")) == 1
-    breaks = next(t for t in tables(nb) if "Update firmware by (AWS renewing leaves)" in t.columns)
+    breaks = next(t for t in tables(nb) if "Update firmware by (firmware side)" in t.columns)
     assert "fw-expiring-leaf" in set(breaks["Firmware profile"])
     expiring = breaks.set_index("Firmware profile").loc["fw-expiring-leaf"]
-    # Its served leaf expires soon; renewed by AWS, the firmware side lasts longer.
-    assert expiring["First break if nothing changes"] < expiring["Update firmware by (AWS renewing leaves)"]
+    # Its served leaf expires soon; the firmware side (AWS renews what it serves) lasts longer.
+    assert expiring["First break if nothing changes"] < expiring["Update firmware by (firmware side)"]
     assert "2026-01-01" in "".join(outputs(nb, "text/html"))
 
 

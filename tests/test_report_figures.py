@@ -121,7 +121,7 @@ def test_expiry_timeline_groups_profiles_that_break_alike_broken_first_and_count
     rng = np.random.default_rng(5)
     dates = [utc(f"{2027 + k}-06-30") for k in range(80)]
     rows = [{"profile": f"fw-{n:04d}", "devices": int(rng.integers(1, 50)), "state": "broken" if n % 50 == 0 else "breaks",
-             "break_date": dates[n % 80], "renewed_break_date": dates[n % 80]} for n in range(300)]
+             "break_date": dates[n % 80], "firmware_break_date": dates[n % 80]} for n in range(300)]
     breaks = pd.DataFrame(rows)
     certs = pd.DataFrame({"subject_cn": ["leaf"], "role": ["leaf"], "not_after": [utc("2027-01-01")]})
     anchors = pd.DataFrame({"anchor_name": ["Root"], "anchor_sha256": ["ab"], "not_after": [utc("2038-01-17")]})

@@ -148,7 +148,9 @@ def test_report_inputs_frames_are_attributes_a_misspelt_frame_fails(lab_run, tmp
     assert not inputs.audit.coverage.empty
     with pytest.raises(AttributeError):
         inputs.audit.coverag  # noqa: B018
-    assert inputs.stack_alternatives is None and inputs.firmware_notes is None and inputs.crosscheck is None
+    # Every audit has its stack frames; firmware notes only come with a scan, the cross-check only when asked.
+    assert inputs.stack_alternatives is not None and not inputs.stack_alternatives.empty
+    assert inputs.firmware_notes is None and inputs.crosscheck is not None and inputs.crosscheck.empty
 
 
 def test_one_load_path_by_hand_and_scheduled_give_the_same_frames(lab_run, tmp_path: Path):
@@ -228,9 +230,8 @@ def test_summary_json_headline_numbers(rendered):
     assert summary["threshold_crossed"] is True and summary["fail_on"] == "broken"
     assert summary["earliest_break_date"]
     # The firmware-side date (firmware_break_date): the earliest of the audit's expiry frame.
-    assert summary["earliest_renewed_break_date"] == summary["audit"]["earliest_firmware_break_date"]
-    assert summary["earliest_renewed_break_profiles"] and summary["earliest_renewed_break_devices"] > 0
-    assert summary["audit"]["earliest_firmware_break_date"] == summary["earliest_renewed_break_date"]
+    assert summary["earliest_firmware_break_date"] == summary["audit"]["earliest_firmware_break_date"]
+    assert summary["earliest_firmware_break_profiles"] and summary["earliest_firmware_break_devices"] > 0
     assert set(summary["reports"]) == {spec.name for spec in NOTEBOOKS}
     assert summary["drift"]["stopped-answering"] == 0
 
@@ -370,19 +371,19 @@ def test_overwrite_replaces_a_report_only_when_complete(lab_run, tmp_path: Path)
 def test_expiry_page_shows_both_break_dates(rendered):
     page = (rendered["out"] / "expiry_timeline.html").read_text()
     tables = html_tables(page)
-    breaks = next(t for t in tables if "Update firmware by (AWS renewing leaves)" in t.columns)
-    assert {"First break if nothing changes", "Because of (firmware side)", "Loses every path if nothing changes"} \
+    breaks = next(t for t in tables if "Update firmware by (firmware side)" in t.columns)
+    assert {"First break if nothing changes", "Because of (firmware side)", "Loses every path if nothing changes", "TLS stack"} \
         <= set(breaks.columns)
-    dated = breaks[breaks["Update firmware by (AWS renewing leaves)"] != "—"]
+    dated = breaks[breaks["Update firmware by (firmware side)"] != "—"]
     assert not dated.empty
     # Not tied to AWS's leaf: some firmware outlives the served leaf by years.
-    assert (dated["Update firmware by (AWS renewing leaves)"] > dated["First break if nothing changes"]).any()
-    cliff = next(t for t in tables if "Still connected (AWS keeps renewing leaves)" in t.columns)
+    assert (dated["Update firmware by (firmware side)"] > dated["First break if nothing changes"]).any()
+    cliff = next(t for t in tables if "Still able to connect (firmware side)" in t.columns)
     assert "Still connected (nothing changes)" in cliff.columns
     summary = (rendered["out"] / "summary.html").read_text()
     headline = next(t for t in html_tables(summary) if "Measure" in t.columns).set_index("Measure")["Value"]
-    assert headline["First firmware break if AWS keeps renewing leaves"].startswith("20")
-    assert "Firmware update due (AWS keeps renewing leaves)" in (rendered["out"] / "index.html").read_text()
+    assert headline["Update firmware by (firmware side: its anchors, stack and pins)"].startswith("20")
+    assert "Update firmware by (firmware side)" in (rendered["out"] / "index.html").read_text()
 
 
 # --- the expiry figure ---------------------------------------------------------------------
@@ -414,7 +415,7 @@ def test_expiry_timeline_draws_the_renewed_cliff_solid_and_the_as_served_one_das
                              horizon_years=15)
     bars_ax, cliff_ax = figure.axes[:2]
     lines = {line.get_label(): line for line in cliff_ax.get_lines() if not line.get_label().startswith("_")}
-    solid = next(line for label, line in lines.items() if label.startswith("If AWS keeps renewing"))
+    solid = next(line for label, line in lines.items() if label.startswith("Firmware side"))
     dashed = next(line for label, line in lines.items() if label.startswith("If nothing changes"))
     assert solid.get_linestyle() == "-" and dashed.get_linestyle() == "--"
     assert list(solid.get_ydata())[-1] == 0 and 15 in list(solid.get_ydata())
@@ -426,7 +427,7 @@ def test_expiry_timeline_draws_the_renewed_cliff_solid_and_the_as_served_one_das
     assert len(markers) == 2
     assert {round(float(line.get_xdata()[0])) for line in markers} == {round(mdates.date2num(pd.Timestamp("2026-03-01", tz="UTC")))}
     legend = [text.get_text() for text in bars_ax.get_legend().get_texts()]
-    assert any("if AWS keeps renewing leaf certificates" in t for t in legend)
+    assert any("firmware side" in t for t in legend)
     assert any("if nothing changes" in t for t in legend)
 
 
@@ -494,17 +495,21 @@ def audit_with_stack_frames(lab_run, tmp_path: Path) -> Path:
     pd.DataFrame({"profile": ["fw-a", "fw-a", "fw-b"], "observation_id": [1, 2, 3],
                   "host": ["h1", "h2", "h3"], "port": [8883, 443, 8883], "probe": ["rsa", "ecdsa", "tls13"],
                   "tls_stack": ["mbedtls-2.28", "mbedtls-2.28", "openssl-3"], "model_valid": [True, True, False],
-                  "library_valid": [True, False, None], "library": ["mbedTLS 2.28.3", "mbedTLS 2.28.3", "OpenSSL 3"],
-                  "library_error": ["", "", "not installed"]}).to_parquet(audit_dir / "crosscheck.parquet")
+                  "library_valid": [True, False, True], "library": ["mbedTLS 2.28.3", "mbedTLS 2.28.3", "OpenSSL 3"],
+                  "library_error": ["", "MBEDTLS_X509_BADCERT_NOT_TRUSTED", ""]}).to_parquet(audit_dir / "crosscheck.parquet")
     return audit_dir
 
 
-def test_stack_sections_render_nothing_when_the_audit_lacks_their_frames(lab_run, tmp_path: Path):
+def test_optional_sections_render_nothing_when_not_asked_for(lab_run, tmp_path: Path):
     from iotaudit.reports import crosscheck_section, firmware_notes_section, stack_alternatives_section, stack_section
 
     inputs = load_inputs(lab_run.path, INVENTORY, audit_dir=tmp_path / "audit")
-    for cell in (stack_section, stack_alternatives_section, firmware_notes_section, crosscheck_section):
+    # No scan findings and no --cross-check: those two sections say nothing.
+    for cell in (firmware_notes_section, crosscheck_section):
         assert cell(inputs).markup == ""
+    # Every audit knows each profile's stack: the stack sections always render.
+    assert "Devices per TLS stack" in stack_section(inputs).markup
+    assert "Same store, other stacks" in stack_alternatives_section(inputs).markup
 
 
 def test_same_store_other_stacks_worst_today_first(lab_run, audit_with_stack_frames: Path):
@@ -526,11 +531,12 @@ def test_firmware_notes_errors_first_with_counts(lab_run, audit_with_stack_frame
     assert list(html_tables(markup)[0]["Severity"]) == ["error", "warning", "info"]
 
 
-def test_crosscheck_shows_disagreements_and_library_errors_counted(lab_run, audit_with_stack_frames: Path):
+def test_crosscheck_shows_only_the_disagreements_counted(lab_run, audit_with_stack_frames: Path):
     from iotaudit.reports import crosscheck_section
 
     markup = crosscheck_section(load_inputs(lab_run.path, "", audit_dir=audit_with_stack_frames)).markup
-    assert "1 of 3 cases disagree" in markup and "1 could not be asked" in markup
+    # A library's own rejection (library_error) agreeing with the model is not a finding; two disagree.
+    assert "2 of 3 cases disagree" in markup
     rows = html_tables(markup)[0]
     assert set(rows["Endpoint"]) == {"h2:443", "h3:8883"}
 

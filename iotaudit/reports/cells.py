@@ -571,6 +571,9 @@ def stack_alternatives_section(inputs: ReportInputs) -> Html:
     frame = inputs.stack_alternatives
     if frame is None:
         return Html("")
+    total = len(frame)
+    if c.CHANGED in frame.columns:  # only where another stack gives another verdict: the rest says nothing new
+        frame = frame[frame[c.CHANGED].astype(bool).to_numpy()]
     order = {v: i for i, v in enumerate(VERDICTS)}
     frame = frame.assign(_now=frame[c.VERDICT].astype(str).map(order), _other=frame[OTHER_VERDICT].astype(str).map(order),
                          _d=-frame[c.DEVICES].astype("int64"))
@@ -580,10 +583,12 @@ def stack_alternatives_section(inputs: ReportInputs) -> Html:
                          c.VERDICT: "Verdict today", OTHER_STACK: "Same store on stack",
                          OTHER_VERDICT: "Verdict on that stack"},
                  source=STACK_ALTERNATIVES_FRAME, order="worst today first, best alternative first",
-                 empty="No alternative stack to compare.")
+                 empty="No other TLS stack changes any profile's verdict with the same trust store.")
     return _section("Same store, other stacks", body,
                     "The same trust store under another TLS stack's path building: where a firmware update of the "
-                    "TLS library alone would fix (or break) a profile.")
+                    "TLS library alone, or one build flag (alternative chains, cross-signed verify), would fix (or "
+                    f"break) a profile. Shown: the {len(frame):,} of {total:,} profile x stack pairs whose verdict "
+                    "differs from the profile's own stack.")
 
 
 def firmware_notes_section(inputs: ReportInputs) -> Html:
@@ -605,15 +610,19 @@ def firmware_notes_section(inputs: ReportInputs) -> Html:
 def crosscheck_section(inputs: ReportInputs) -> Html:
     """Cases where the stack model and the real TLS library disagree (or the library failed), counted."""
     frame = inputs.crosscheck
-    if frame is None:
+    asked = bool((inputs.summary.get("crosscheck") or {}).get("asked", True))
+    if frame is None or (frame.empty and not asked):  # not asked for (--cross-check): nothing to say
         return Html("")
-    error = frame[LIBRARY_ERROR].fillna("").astype(str) != ""
+    # library_error is the library's own reason for rejecting a chain, not a failure to ask it: a library that
+    # cannot be asked is listed in the summary's crosscheck.unavailable and has no rows here.
     disagree = (frame[MODEL_VALID].astype("boolean") != frame[LIBRARY_VALID].astype("boolean")).fillna(False)
-    shown = frame[disagree.to_numpy() | error.to_numpy()]
+    shown = frame[disagree.to_numpy()]
     shown = shown.assign(**{ENDPOINT: shown[c.HOST].astype(str) + ":" + shown[c.PORT].astype(str)})
     shown = shown.sort_values([TLS_STACK, c.PROFILE, ENDPOINT], kind="stable")
-    intro = (f"{int(disagree.sum()):,} of {len(frame):,} cases disagree between the model and the real library; "
-             f"{int(error.sum()):,} could not be asked. The complete cross-check is audit/{CROSSCHECK_FRAME}.csv.")
+    unavailable = (inputs.summary.get("crosscheck") or {}).get("unavailable") or {}
+    missing = f" Not asked (library not installed here): {', '.join(sorted(unavailable))}." if unavailable else ""
+    intro = (f"{int(disagree.sum()):,} of {len(frame):,} cases disagree between the model and the real library."
+             f"{missing} The complete cross-check is audit/{CROSSCHECK_FRAME}.csv.")
     body = table(shown, {TLS_STACK: "TLS stack", c.PROFILE: "Firmware profile", ENDPOINT: "Endpoint",
                          c.PROBE: "Probe", MODEL_VALID: "Model says valid", LIBRARY_VALID: "Library says valid",
                          LIBRARY: "Library", LIBRARY_ERROR: "Library error"},
