@@ -377,11 +377,17 @@ def _draw_grid(grid: PatternGrid, *, title: str, legend: str, colours: Sequence[
         for n, chunk in enumerate(chunks):
             part = f" (columns {chunk[0] + 1}–{chunk[-1] + 1} of {len(grid.columns)})" if len(chunks) > 1 else ""
             panels.append(((head + part).strip(), shown, chunk, note if n == len(chunks) - 1 else ""))
-    heights = [1.3 + 0.34 * len(p[1]) + (0.3 if p[3] else 0) for p in panels]
-    figure = Figure(figsize=(FIGURE_WIDTH_IN, 1.0 + sum(heights) + 0.9 * len(panels)), layout="constrained")
+    # Small multiples share their columns: when every panel shows the same chunk, only the last one carries
+    # the (tall, rotated) column labels.  Each panel is given room for what it draws, so constrained layout
+    # never collapses an axis (it warns and then lays nothing out).
+    labels_in = 0.3 + 0.075 * max((len(short_column(col)) for col in grid.columns), default=0)  # 9 pt, rotated 90 degrees
+    show_x = [len(chunks) > 1 or i == len(panels) - 1 for i in range(len(panels))]
+    heights = [0.9 + 0.34 * len(p[1]) + (0.3 if p[3] else 0) for p in panels]  # the axes; labels get room below
+    figure = Figure(figsize=(FIGURE_WIDTH_IN, 1.2 + sum(heights) + (labels_in + 0.3) * sum(show_x)),
+                    layout="constrained")
     axes = figure.subplots(len(panels), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)[:, 0]
     cmap = ListedColormap(list(colours))
-    for ax, (head, shown, chunk, note) in zip(axes, panels, strict=True):
+    for ax, (head, shown, chunk, note), show in zip(axes, panels, show_x, strict=True):
         codes = np.array([[rec_codes[j] for j in chunk] for rec_codes in shown[CODES]], dtype=int).reshape(len(shown), len(chunk))
         counts = np.array([[rec_counts[j] for j in chunk] for rec_counts in shown[COUNTS]], dtype=np.int64).reshape(
             len(shown), len(chunk))
@@ -400,7 +406,12 @@ def _draw_grid(grid: PatternGrid, *, title: str, legend: str, colours: Sequence[
         ax.grid(which="minor", color="white", linewidth=1.5)
         ax.tick_params(which="minor", length=0)
         ax.set_ylabel(ylabel, fontsize=MIN_FONT_PT + 1)
-        ax.set_xlabel(xlabel + (f"\n{note}" if note else ""), fontsize=MIN_FONT_PT + 1)
+        if show:
+            ax.set_xlabel(xlabel + (f"\n{note}" if note else ""), fontsize=MIN_FONT_PT + 1)
+        else:  # the same columns as the panel below, which names them
+            ax.tick_params(axis="x", which="both", labelbottom=False)
+            if note:
+                ax.set_xlabel(note, fontsize=MIN_FONT_PT + 1)
         if head:
             ax.set_title(head, fontsize=MIN_FONT_PT + 2, loc="left")
     figure.suptitle(f"{title}\n{legend}", fontsize=MIN_FONT_PT + 3, fontweight="bold")
@@ -561,5 +572,15 @@ def text_geometry(figure: Figure, dpi: float = REPORT_DPI) -> TextGeometry:
             cell_px = abs(ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0])
             overlapping += sum(1 for t in ax.texts if t.get_text().strip()
                                and t.get_window_extent(renderer).width > cell_px - 2)
+    # Stacked panels (small multiples): no tick label or title of one panel may run into another panel.
+    areas = [ax.get_window_extent(renderer) for ax in figure.axes]
+    for i, ax in enumerate(figure.axes):
+        own = [t for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), ax.title, ax.xaxis.label)
+               if t.get_visible() and t.get_text().strip()]
+        for text in own:
+            box = text.get_window_extent(renderer)
+            overlapping += sum(1 for j, area in enumerate(areas) if j != i and box.overlaps(area)
+                               and min(box.y1, area.y1) - max(box.y0, area.y0) > 1
+                               and min(box.x1, area.x1) - max(box.x0, area.x0) > 1)
     return TextGeometry(min_font_px=min(sizes) if sizes else 0.0, clipped=clipped, overlapping=overlapping,
                         texts=len(sizes))
