@@ -34,7 +34,8 @@ _EXPORTS: dict[str, str] = {
     "Lab": "lab", "lab_catalog": "lab", "serve_in_background": "lab", "stop_lab": "lab",
     # 0 firmware scan (iotaudit.firmware, issue 8)
     "scan": "firmware", "ScanResult": "firmware", "write_scan": "firmware", "firmware_notes": "firmware",
-    "write_esp_bundle": "firmware", "read_esp_bundle": "firmware", "join_inventory": "fleetjoin", "ScanError": "errors",
+    "write_esp_bundle": "firmware", "read_esp_bundle": "firmware", "read_findings": "firmware",
+    "join_inventory": "fleetjoin", "ScanError": "errors",
     # 4 analyse
     "Inventory": "inventory", "load_inventory": "inventory", "Profile": "profiles",
     "Stack": "stacks", "STACKS": "stacks", "get_stack": "stacks",

@@ -22,6 +22,8 @@ pins                        per profile x pin x scenario (:func:`iotaudit.pinnin
 pin_risks_ranked            ranked pinning risks with device counts
 crosscheck                  per profile x chain: the model's verdict next to the real library's
                             (``--cross-check``; empty otherwise), :func:`cross_check`
+firmware_notes              per profile x note of ``iotaudit scan`` (``--scan``; empty otherwise),
+                            :func:`iotaudit.scan_notes.inventory_notes`
 summary.json                headline numbers
 =========================== ==============================================================
 
@@ -49,8 +51,10 @@ from . import columns as c
 from . import crosscheck
 from . import expiry as ex
 from . import pinning as pn
+from . import scan_notes
 from .columns import as_utc
 from .errors import OptionError, RunError
+from .firmware import read_findings
 from .hypothetical import HypotheticalPki
 from .inventory import Inventory, load_inventory
 from .options import ExitStatus, FailOn, crosses
@@ -70,7 +74,8 @@ from .store import load_run, write_atomically
 
 SUMMARY = "summary.json"
 # Frames added after the first audit format: an older audit directory without them loads them empty.
-_ADDED_FRAMES = {"stack_alternatives": c.STACK_ALTERNATIVES_DTYPES, "crosscheck": c.CROSSCHECK_DTYPES}
+_ADDED_FRAMES = {"stack_alternatives": c.STACK_ALTERNATIVES_DTYPES, "crosscheck": c.CROSSCHECK_DTYPES,
+                 "firmware_notes": c.FIRMWARE_NOTES_DTYPES}
 FORMAT = "iotaudit-audit/1"
 # The last instant X.509 can express (RFC 5280 section 4.1.2.5: 99991231235959Z): as_of plus the
 # horizon must stay before it.
@@ -115,7 +120,7 @@ def unknown_observations(run: Any, profiles: Sequence[Profile]) -> dict[str, Any
     return {"observations_unknown": counts, "devices_unknown": devices, "profiles_unknown": keys}
 FRAMES = (
     "coverage", "fleet", "profiles", "roots_to_add", "stack_alternatives", "expiry", "chain_breaks",
-    "certificates_expiry", "anchors_expiry", "cliff", "pins", "pin_risks_ranked", "crosscheck",
+    "certificates_expiry", "anchors_expiry", "cliff", "pins", "pin_risks_ranked", "crosscheck", "firmware_notes",
 )
 
 
@@ -137,6 +142,7 @@ class AuditResult:
         pins: Per profile x pin x scenario.
         pin_risks_ranked: Ranked pinning risks.
         crosscheck: Per profile x chain, the model's verdict and the real library's (``--cross-check``).
+        firmware_notes: Per profile x note of the firmware scan (``--scan``; empty otherwise).
         summary: Headline numbers (JSON-serialisable).
     """
 
@@ -153,6 +159,7 @@ class AuditResult:
     pins: pd.DataFrame
     pin_risks_ranked: pd.DataFrame
     crosscheck: pd.DataFrame = field(default_factory=lambda: c.typed_frame([], c.CROSSCHECK_DTYPES))
+    firmware_notes: pd.DataFrame = field(default_factory=lambda: c.typed_frame([], c.FIRMWARE_NOTES_DTYPES))
     summary: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -219,7 +226,7 @@ def _crosscheck_summary(frame: pd.DataFrame, unavailable: Mapping[str, str], ask
 def _summary(
     run: Any, inventory: Inventory, as_of: datetime, horizon_years: int, cov: Any, expiry: pd.DataFrame,
     ranked: pd.DataFrame, notes: list[str], engine: PathEngine, profiles: tuple[Profile, ...],
-    cross: dict[str, Any],
+    cross: dict[str, Any], scanned: dict[str, Any],
 ) -> dict[str, Any]:
     prof = cov.profiles
     verdict_of = dict(zip(prof[c.PROFILE].astype(str), prof[VERDICT].astype(str), strict=True))
@@ -284,6 +291,7 @@ def _summary(
         "validations": int(engine.calls),
         "validations_by_stack": dict(sorted(engine.calls_by_stack.items())),
         "crosscheck": cross,
+        "firmware_notes": scanned,
         **unknown,
         "notes": notes,
     }
@@ -357,7 +365,7 @@ def cross_check(
 
 def audit(
     run: Any, inventory: Inventory, *, as_of: datetime | None = None, horizon_years: int = 15,
-    at_risk_days: int | None = None, cross_check_libraries: bool = False,
+    at_risk_days: int | None = None, cross_check_libraries: bool = False, scan_findings: pd.DataFrame | None = None,
 ) -> AuditResult:
     """Audit ``inventory`` against ``run``: coverage, stacks, fleet, roots to add, expiry, cliff, pins, summary.
 
@@ -375,6 +383,9 @@ def audit(
             (default :data:`iotaudit.root_coverage.DEFAULT_AT_RISK_DAYS`).
         cross_check_libraries: Also ask each profile's real TLS library, where installed
             here, about every chain it meets (the ``crosscheck`` frame; :func:`cross_check`).
+        scan_findings: The findings of ``iotaudit scan`` (:func:`iotaudit.firmware.read_findings`): their
+            notes, judged at ``as_of``, for the profiles the inventory has become the ``firmware_notes``
+            frame (:func:`iotaudit.scan_notes.inventory_notes`).
 
     Returns:
         An :class:`AuditResult`.
@@ -412,12 +423,18 @@ def audit(
     else:
         checked, unavailable = c.typed_frame([], c.CROSSCHECK_DTYPES), {}
     cross = _crosscheck_summary(checked, unavailable, cross_check_libraries)
-    summary = _summary(run, inventory, as_of, horizon_years, cov, expiry, ranked, notes, engine, profiles, cross)
+    if scan_findings is not None:
+        firmware, scanned, lines = scan_notes.inventory_notes(scan_findings, profiles, as_of=as_of)
+        notes += lines
+    else:
+        firmware, scanned = scan_notes.not_asked()
+    summary = _summary(run, inventory, as_of, horizon_years, cov, expiry, ranked, notes, engine, profiles, cross,
+                       scanned)
     return AuditResult(
         coverage=cov.coverage, fleet=cov.fleet, profiles=cov.profiles, roots_to_add=cov.roots_to_add,
         stack_alternatives=alternatives, expiry=expiry, chain_breaks=chain_breaks,
         certificates_expiry=certificates_expiry, anchors_expiry=anchors_expiry, cliff=cliff, pins=pins,
-        pin_risks_ranked=ranked, crosscheck=checked, summary=summary,
+        pin_risks_ranked=ranked, crosscheck=checked, firmware_notes=firmware, summary=summary,
     )
 
 
@@ -483,6 +500,7 @@ def audit_command(args: argparse.Namespace) -> int:
     if args.as_of is not None:
         check_horizon(args.as_of, args.horizon_years, option="--as-of")
     run = load_run(args.run)
+    findings = read_findings(args.scan) if args.scan else None
     inventory = load_inventory(args.inventory, skip_bad_rows=args.skip_bad_rows, allow_outside=args.allow_outside,
                                max_store_certificates=args.max_store_certificates)
     if inventory.bad_rows:
@@ -495,7 +513,7 @@ def audit_command(args: argparse.Namespace) -> int:
     if args.as_of is None:
         check_horizon(as_utc(run.created_at), args.horizon_years, option="the run's time")
     result = audit(run, inventory, as_of=args.as_of, horizon_years=args.horizon_years,
-                   cross_check_libraries=args.cross_check)
+                   cross_check_libraries=args.cross_check, scan_findings=findings)
     crossed = crosses(result.summary["devices_by_verdict"], args.fail_on)
     summary = {**result.summary, "fail_on": str(args.fail_on), "threshold_crossed": crossed}
     result = AuditResult(**{name: getattr(result, name) for name in FRAMES}, summary=summary)
@@ -515,6 +533,10 @@ def audit_command(args: argparse.Namespace) -> int:
     if cross["asked"]:
         print(f"cross-check: {cross['cases']} chain(s) asked of {', '.join(cross['libraries']) or 'no library'}, "
               f"{cross['disagreements']} disagreement(s); not checked here: {', '.join(cross['unavailable']) or 'none'}")
+    if s["firmware_notes"]["asked"]:
+        notes = s["firmware_notes"]
+        print(f"firmware notes: {notes['errors']} error(s), {notes['warnings']} warning(s), {notes['infos']} info(s); "
+              f"{notes['notes_outside_inventory']} note(s) of profiles not in the inventory left out")
     print(f"audit written to {out}")
     print(f"fail-on {args.fail_on}: {'threshold crossed, exit 1' if crossed else 'nothing crosses it, exit 0'}",
           file=sys.stderr)

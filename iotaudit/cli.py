@@ -208,6 +208,8 @@ examples:
   iotaudit audit runs/r1 --inventory data/sample_inventory.csv --out audit/r1
   # from cron: alert when any device is at risk; bad rows are skipped, listed and counted
   iotaudit audit runs/today --inventory fleet.csv --skip-bad-rows --fail-on at-risk --out audit/today
+  # with what iotaudit scan read from the firmware (accidental pins, expired anchors, ...)
+  iotaudit audit runs/today --inventory fleet.csv --scan scanned/profiles.csv --out audit/today
 
 An inventory with no device (or whose every row is bad) is an input error (exit 2): an audit of nothing
 would say "nothing broken".  Chains a run could not record in full (chain-incomplete imports) and probes
@@ -243,6 +245,10 @@ def _register_audit(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cross-check", action="store_true",
                         help="also ask each profile's real TLS library, where installed here, about every chain it "
                              "meets (crosscheck frame; missing libraries are listed, not errors)")
+    parser.add_argument("--scan", metavar="PATH",
+                        help="the findings of iotaudit scan (its scan.parquet, or the profiles.csv it sits next to): "
+                             "their notes for the inventory's profiles, judged at --as-of, become the firmware_notes "
+                             "frame")
     parser.add_argument("--out", required=True, help="audit directory to create")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=_lazy("auditing", "audit_command"))

@@ -911,4 +911,15 @@ FIRMWARE_NOTE_COLUMNS: dict[str, Any] = {
     FILE: "string",
     OFFSET: "Int64",
 }
+
+# The audit's ``firmware_notes`` frame (``iotaudit audit --scan``): the notes of the scanned profiles the
+# inventory has, one row per inventory profile (key) x note, with its device count.
+FIRMWARE_NOTES_DTYPES: dict[str, Any] = {
+    PROFILE: "category",         # the inventory's profile key (the scanned name; ``~2`` ... for its variants)
+    SEVERITY_COL: FIRMWARE_NOTE_COLUMNS[SEVERITY_COL],
+    NOTE: "string",
+    FILE: "string",
+    OFFSET: "Int64",
+    DEVICES: "int64",            # devices of that profile
+}
 # --- end of the firmware scan block ------------------------------------------

@@ -79,6 +79,7 @@ def test_every_column_of_every_table_is_documented() -> None:
     tables = [c.OBSERVATION_DTYPES, c.CHAIN_DTYPES, c.CERTIFICATE_DTYPES, c.COVERAGE_DTYPES, c.ROOTS_TO_ADD_DTYPES,
               c.FLEET_DTYPES, c.PROFILE_VERDICT_DTYPES, c.CERTIFICATE_EXPIRY_COLUMNS, c.CHAIN_BREAK_COLUMNS,
               c.BREAK_DATE_COLUMNS, c.ANCHOR_EXPIRY_COLUMNS, c.CLIFF_COLUMNS, c.PIN_RISK_COLUMNS,
-              c.RANKED_RISK_COLUMNS, c.STACK_ALTERNATIVES_DTYPES, c.CROSSCHECK_DTYPES]
+              c.RANKED_RISK_COLUMNS, c.STACK_ALTERNATIVES_DTYPES, c.CROSSCHECK_DTYPES,
+              c.FIRMWARE_NOTES_DTYPES]
     columns = {name for table in tables for name in table}
     assert columns - documented == set()

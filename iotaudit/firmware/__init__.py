@@ -235,7 +235,46 @@ def write_scan(result: ScanResult, out: str | Path) -> Path:
     return out
 
 
+def read_findings(path: str | Path) -> pd.DataFrame:
+    """The findings :func:`write_scan` wrote: ``scan.parquet`` itself, or the ``profiles.csv`` (or its
+    directory) that it sits next to.
+
+    Args:
+        path: A ``scan.parquet``, the ``profiles.csv`` written by ``iotaudit scan --out``, or their directory.
+
+    Returns:
+        The findings, typed as :data:`iotaudit.columns.SCAN_FINDING_COLUMNS` (what :func:`firmware_notes`
+        reads); ``attrs["source"]`` is the Parquet file read.
+
+    Raises:
+        ScanError: naming the file, when it does not exist, is not Parquet, or lacks the scan's columns.
+    """
+    given = Path(path)
+    if given.is_dir():
+        target = given / FINDINGS_FILE
+    elif given.suffix.lower() == ".csv":  # profiles.csv: the findings are written beside it
+        target = given.with_name(FINDINGS_FILE)
+    else:
+        target = given
+    if not target.is_file():
+        why = f"no {FINDINGS_FILE} next to {given}" if target != given else "no such file"
+        raise ScanError(target, None, f"{why} (give the scan.parquet or the profiles.csv that iotaudit scan wrote)")
+    try:
+        frame = pd.read_parquet(target)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise ScanError(target, None, f"not a readable Parquet file of iotaudit scan findings ({err})") from err
+    missing = [col for col in c.SCAN_FINDING_COLUMNS if col not in frame.columns]
+    if missing:
+        raise ScanError(target, None, f"not iotaudit scan findings: column(s) missing: {', '.join(missing)}")
+    try:
+        typed = c.typed_frame(frame, c.SCAN_FINDING_COLUMNS)
+    except (TypeError, ValueError) as err:
+        raise ScanError(target, None, f"a column of the findings has the wrong type ({err})") from err
+    typed.attrs["source"] = str(target)
+    return typed
+
+
 __all__ = [
-    "BundleLayout", "EspBundle", "ScanResult", "firmware_notes", "read_esp_bundle", "scan", "write_esp_bundle",
-    "write_scan",
+    "BundleLayout", "EspBundle", "ScanResult", "firmware_notes", "read_esp_bundle", "read_findings", "scan",
+    "write_esp_bundle", "write_scan",
 ]

@@ -30,16 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..columns import FindingKind, ScanFormat
+from ..stacks import STACK_IDS  # the one list of stack ids; a guess names one of them
 from ._model import Finding
 from ._search import iter_hits
 from .configs import CROSS_SIGNED, CROSS_SIGNED_SINCE, idf_version_tuple
-
-# The agreed ids (docs in /work/team/STACKS.md; the model is iotaudit/stacks.py).
-STACK_IDS = (
-    "openssl-3", "openssl-3-partial-chain", "openssl-1.0.1", "openssl-1.0.2", "mbedtls-2.28", "mbedtls-3.6",
-    "esp-idf-bundle", "esp-idf-bundle-cross-signed", "wolfssl-5", "wolfssl-5-alt-chains", "gnutls-3.7", "bearssl",
-    "android",
-)
 
 # --- binaries ------------------------------------------------------------------------------
 # Literal anchors searched with bytes.find, then a small regex at the hit.

@@ -601,8 +601,14 @@ def firmware_notes_section(inputs: ReportInputs) -> Html:
         ["_s", c.PROFILE, FILE, OFFSET], kind="stable").drop(columns=["_s"])
     counts = frame[c.SEVERITY_COL].astype(str).value_counts()
     intro = "From the firmware images: " + ", ".join(f"{int(counts.get(s, 0)):,} {s}" for s in SEVERITIES_WORST_FIRST) + "."
-    body = table(frame, {c.SEVERITY_COL: "Severity", c.PROFILE: "Firmware profile", NOTE: "Note", FILE: "File",
-                         OFFSET: "Offset"}, source=FIRMWARE_NOTES_FRAME, order="errors first",
+    outside = int((inputs.summary.get(FIRMWARE_NOTES_FRAME) or {}).get("notes_outside_inventory", 0))
+    if outside:  # iotaudit audit --scan counts the notes of scanned profiles the inventory does not have
+        intro += f" {outside:,} note(s) of scanned profiles no device of the inventory runs are left out."
+    shown = {c.SEVERITY_COL: "Severity", c.PROFILE: "Firmware profile"}
+    if c.DEVICES in frame.columns:  # the audit's frame (iotaudit audit --scan) counts each profile's devices
+        shown[c.DEVICES] = "Devices"
+    shown |= {NOTE: "Note", FILE: "File", OFFSET: "Offset"}
+    body = table(frame, shown, source=FIRMWARE_NOTES_FRAME, order="errors first",
                  empty="The scan found nothing to note.")
     return _section("From the firmware", body, intro)
 

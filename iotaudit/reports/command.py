@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--skip-bad-rows", action="store_true", help="skip and count bad inventory rows instead of stopping")
     parser.add_argument("--cross-check", action="store_true",
                         help="also ask each profile's real TLS library, where installed here, about every chain it meets")
+    parser.add_argument("--scan", type=Path, metavar="PATH",
+                        help="the findings of iotaudit scan (its scan.parquet, or the profiles.csv it sits next to): "
+                             "their notes for the inventory's profiles show on the root coverage page")
     parser.add_argument("--overwrite", action="store_true", help="replace DIR once the new report set is complete")
     parser.add_argument("--notebooks", type=Path, metavar="DIR",
                         help="directory of report notebooks to execute instead of the shipped ones (same names)")
@@ -64,7 +67,7 @@ def _main(args: argparse.Namespace) -> int:
         outcome = orchestrator.render_reports(
             args.run, args.inventory, args.out, as_of=args.as_of, horizon_years=args.horizon_years, title=args.title,
             group=args.group, baseline_run=args.baseline, fail_on=args.fail_on, metrics=args.metrics,
-            skip_bad_rows=args.skip_bad_rows, cross_check=args.cross_check, overwrite=args.overwrite, progress=progress, notebooks=args.notebooks,
+            skip_bad_rows=args.skip_bad_rows, cross_check=args.cross_check, scan=args.scan, overwrite=args.overwrite, progress=progress, notebooks=args.notebooks,
             single_file=args.single_file,
         )
     except IotauditError:

@@ -128,7 +128,8 @@ def skipped_rows_frame(inventory: Inventory) -> pd.DataFrame:
 
 
 def prepare_audit(run: Run, inventory: Inventory, audit_dir: str | Path, *, as_of: datetime,
-                  horizon_years: int = 15, cross_check: bool = False) -> Path:
+                  horizon_years: int = 15, cross_check: bool = False,
+                  scan_findings: pd.DataFrame | None = None) -> Path:
     """Audit ``run`` against ``inventory`` once and write it, with the skipped rows, to ``audit_dir``.
 
     The one place a report's audit is computed: ``iotaudit report`` and a
@@ -137,6 +138,8 @@ def prepare_audit(run: Run, inventory: Inventory, audit_dir: str | Path, *, as_o
     Args:
         cross_check: Also ask each profile's real TLS library, where installed, about every chain it meets
             (the audit's ``crosscheck`` frame; :func:`iotaudit.auditing.cross_check`).
+        scan_findings: The findings of ``iotaudit scan`` (:func:`iotaudit.firmware.read_findings`): the
+            audit's ``firmware_notes`` frame, at ``as_of``.
 
     Returns:
         ``audit_dir``.
@@ -144,7 +147,8 @@ def prepare_audit(run: Run, inventory: Inventory, audit_dir: str | Path, *, as_o
     Raises:
         RunError: when ``audit_dir`` already exists.
     """
-    result = audit(run, inventory, as_of=as_of, horizon_years=horizon_years, cross_check_libraries=cross_check)
+    result = audit(run, inventory, as_of=as_of, horizon_years=horizon_years, cross_check_libraries=cross_check,
+                   scan_findings=scan_findings)
     out = write_audit(result, audit_dir)
     skipped_rows_frame(inventory).to_csv(out / SKIPPED_ROWS, index=False)
     return out
@@ -165,9 +169,16 @@ def _read_skipped(audit_dir: Path) -> pd.DataFrame:
 
 
 def _optional_frame(result: AuditResult, audit_dir: Path, name: str) -> pd.DataFrame | None:
-    """One of :data:`OPTIONAL_FRAMES`: from the audit if it has the field, else its Parquet file, else None."""
+    """One of :data:`OPTIONAL_FRAMES`: from the audit if it has the field, else its Parquet file, else None.
+
+    An audit given no scan has an empty ``firmware_notes`` frame: that is None here (nothing to say), while
+    an audit given a scan whose profiles have no note keeps its empty frame ("the scan found nothing").
+    """
     if name in {f.name for f in dataclasses.fields(result)}:
         value = getattr(result, name)
+        if name == FIRMWARE_NOTES and isinstance(value, pd.DataFrame) and value.empty and not (
+                result.summary.get(FIRMWARE_NOTES) or {}).get("asked", False):
+            return None
         return value if isinstance(value, pd.DataFrame) else None
     path = audit_dir / f"{name}.parquet"
     if not path.is_file():

@@ -34,6 +34,7 @@ import pandas as pd
 from .. import __version__
 from ..columns import Verdict
 from ..errors import ReportError
+from ..firmware import read_findings
 from ..inventory import load_inventory
 from ..store import claim_directory, load_run, write_atomically
 from .cells import headline_numbers
@@ -178,6 +179,7 @@ def render_reports(
     progress: Callable[[str], None] | None = None,
     single_file: bool = False,
     cross_check: bool = False,
+    scan: str | Path | None = None,
 ) -> ReportOutcome:
     """Audit once, execute every notebook, render HTML, write index.html and summary.json atomically.
 
@@ -199,6 +201,8 @@ def render_reports(
         progress: Called with one line per step.
         single_file: Also write ``report-single-file.html``: every page in one self-contained HTML.
         cross_check: Also ask each profile's real TLS library, where installed here, about every chain it meets.
+        scan: The findings of ``iotaudit scan`` (its ``scan.parquet``, or the ``profiles.csv`` beside it): their
+            notes for the inventory's profiles are the audit's ``firmware_notes`` (root coverage page).
 
     Returns:
         A :class:`ReportOutcome`.
@@ -223,6 +227,7 @@ def render_reports(
         run = load_run(run_dir)
         moment = parse_as_of(as_of, run.created_at)
         inv = load_inventory(inventory, skip_bad_rows=skip_bad_rows)
+        findings = read_findings(scan) if scan else None
         failed_dir = out.with_name(out.name + ".failed")
         seconds: dict[str, float] = {}
         summary_holder: dict[str, Any] = {}
@@ -230,7 +235,8 @@ def render_reports(
         def fill(tmp: Path) -> None:
             audit_dir = tmp / AUDIT_SUBDIR
             t0 = time.perf_counter()
-            prepare_audit(run, inv, audit_dir, as_of=moment, horizon_years=int(horizon_years), cross_check=cross_check)
+            prepare_audit(run, inv, audit_dir, as_of=moment, horizon_years=int(horizon_years), cross_check=cross_check,
+                          scan_findings=findings)
             seconds["audit"] = time.perf_counter() - t0
             say(f"audited {len(inv.profiles)} profile(s) in {seconds['audit']:.1f} s")
             params = {
