@@ -74,6 +74,21 @@ def test_bad_as_of_is_usage_error(lab_run, tmp_path: Path, capsys: pytest.Captur
     _one_error_line(capsys.readouterr().err, fragment)
 
 
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--as-of", "now", "argument --as-of: 'now' is not an ISO 8601 date"),
+    ("--as-of", "2026-01-15T12:00:00", "argument --as-of: '2026-01-15T12:00:00' is not an ISO 8601 date"),
+    ("--horizon-years", "0", "argument --horizon-years"),
+])
+def test_report_takes_dates_and_horizons_like_audit(lab_run, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    option: str, value: str, fragment: str) -> None:
+    # One rule for both commands (iotaudit.options): report used to accept "now" and naive date-times.
+    code = _exit_code(["report", "--run", str(lab_run.path), "--inventory", str(SAMPLE), option, value,
+                       "--out", str(tmp_path / "r")])
+    assert code == ExitStatus.USAGE
+    _one_error_line(capsys.readouterr().err, fragment)
+    assert not (tmp_path / "r").exists()
+
+
 def test_as_of_at_the_edge_of_the_horizon_is_accepted(lab_run, tmp_path: Path) -> None:
     code = main(["audit", str(lab_run.path), "--inventory", str(SAMPLE), "--as-of", "9984-06-30",
                  "--fail-on", "never", "--out", str(tmp_path / "a")])

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IotauditError, ReportError
+from ..options import as_of_option, fail_on_help, positive_int
 from .pages import INDEX_HTML, SINGLE_FILE_HTML, SKIPPED_COLUMN, SKIPPED_REASON, SKIPPED_ROW, FailOn
 
 SKIPPED_PRINTED = 20  # skipped inventory rows listed on stderr; every one is on the index page
@@ -33,10 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--run", required=True, type=Path, metavar="RUN", help="run directory (iotaudit collect --out)")
     parser.add_argument("--inventory", required=True, type=Path, metavar="FILE", help="device inventory (CSV, Parquet, JSON)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="report directory to create")
-    parser.add_argument("--as-of", default="", metavar="DATE", help="evaluate at this ISO date/time (default: the run's time)")
-    parser.add_argument("--horizon-years", type=int, default=15, metavar="N", help="horizon of break dates and the cliff (default 15)")
-    parser.add_argument("--fail-on", choices=[f.value for f in FailOn], default=FailOn.BROKEN.value,
-                        help="exit 1 when any device is broken (default), at risk or worse, or never")
+    parser.add_argument("--as-of", type=as_of_option, default=None, metavar="DATE",
+                        help="evaluate at this ISO 8601 date or date-time with a time zone (default: the run's time)")
+    parser.add_argument("--horizon-years", type=positive_int, default=15, metavar="N",
+                        help="horizon of break dates and the cliff (default 15)")
+    parser.add_argument("--fail-on", choices=[f.value for f in FailOn], default=FailOn.BROKEN.value, help=fail_on_help())
     parser.add_argument("--metrics", type=Path, metavar="FILE", help="also write Prometheus textfile gauges here")
     parser.add_argument("--baseline", type=Path, metavar="RUN", help="an earlier run: adds the drift report")
     parser.add_argument("--title", default="", metavar="T", help="report title")
@@ -57,9 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    if args.horizon_years < 1:
-        print("iotaudit report: error: --horizon-years must be at least 1", file=sys.stderr)
-        return 2
     progress = None if args.quiet else (lambda line: print(f"  {line}", file=sys.stderr))
     # Imported here, not above: the parser must stay light (iotaudit --help, usage errors).
     orchestrator = importlib.import_module("iotaudit.reports.orchestrator")

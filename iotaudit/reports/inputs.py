@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..options import parse_iso_instant
 from .. import columns as c
 from ..auditing import AuditResult, audit, load_audit, write_audit
 from ..errors import ReportError
@@ -101,23 +102,25 @@ class ReportInputs:
 
 
 def parse_as_of(text: str | datetime | None, default: datetime) -> datetime:
-    """``""``/None -> ``default``; ``YYYY-MM-DD`` -> midnight UTC; ISO 8601 -> UTC (naive means UTC).
+    """``""``/None -> ``default``; otherwise an ISO 8601 date (midnight UTC) or date-time with ``Z`` or an offset.
+
+    The same rule as ``iotaudit audit --as-of`` (:func:`iotaudit.options.parse_iso_instant`): ``now``,
+    ``today`` or a date-time without a time zone would make the same scheduled report mean something else
+    tomorrow, or elsewhere.
 
     Raises:
-        ReportError: when the text is not an ISO 8601 date or time.
+        ReportError: when the text is not such a date or date-time.
     """
     if text is None or text == "":
         return default
     if isinstance(text, datetime):
-        moment = text
-    else:
-        try:
-            moment = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
-        except ValueError as err:
-            raise ReportError("as_of", None, f"{text!r} is not an ISO 8601 date (YYYY-MM-DD) or time") from err
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        moment = text if text.tzinfo is not None else text.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc)
+    moment = parse_iso_instant(str(text))
+    if moment is None:
+        raise ReportError("as_of", None, f"{text!r} is not an ISO 8601 date (YYYY-MM-DD) or a date-time with a "
+                                         "time zone (2026-01-15T12:00:00Z)")
+    return moment
 
 
 def skipped_rows_frame(inventory: Inventory) -> pd.DataFrame:

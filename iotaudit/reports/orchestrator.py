@@ -31,8 +31,8 @@ from typing import Any
 
 import pandas as pd
 
+from .. import options
 from .. import __version__
-from ..columns import Verdict
 from ..errors import ReportError
 from ..firmware import read_findings
 from ..inventory import load_inventory
@@ -150,14 +150,7 @@ class ReportOutcome:
             raise ValueError(f"exit_status {self.exit_status} is not 0 or 1")
 
 
-def crosses(devices_by_verdict: Mapping[str, int], fail_on: FailOn | str) -> bool:
-    """True when any device has the ``fail_on`` verdict or a worse one."""
-    fail_on = FailOn(fail_on)
-    if fail_on is FailOn.NEVER:
-        return False
-    broken, at_risk = Verdict.BROKEN.value, Verdict.AT_RISK.value
-    worse = [broken] if fail_on is FailOn.BROKEN else [broken, at_risk]
-    return any(int(devices_by_verdict.get(v, 0)) > 0 for v in worse)
+crosses = options.crosses  # the one --fail-on rule, shared with ``iotaudit audit``
 
 
 def render_reports(

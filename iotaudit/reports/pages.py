@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
+
+from .. import options
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +63,5 @@ def notebooks_dir() -> Path:
     return package.parent / "notebooks"
 
 
-class FailOn(StrEnum):
-    """``--fail-on`` threshold: the exit status is 1 when any device has this verdict or worse."""
-
-    BROKEN = "broken"
-    AT_RISK = "at-risk"
-    NEVER = "never"
+# ``--fail-on``: one vocabulary for audit and report (iotaudit.options, the CLI's standard-library layer).
+FailOn = options.FailOn
