@@ -35,11 +35,41 @@ CMAKE_OPTIONS: tuple[str, ...] = (
     "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=yes", "-DWOLFSSL_EXAMPLES=no",
     "-DWOLFSSL_CRYPT_TESTS=no", "-DWOLFSSL_SNI=yes", "-DCMAKE_C_FLAGS=-Wno-error",
 )
-# Debian bookworm source archives (the binary libwolfssl35 comes from bookworm-security).
-_SOURCES = """\
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security bookworm-security main
-"""
+APT_DIRECTORY = Path("/etc/apt")
+
+
+def source_lines(apt_directory: Path = APT_DIRECTORY) -> str:
+    """``deb-src`` lines for every ``deb`` archive this machine's apt is configured with.
+
+    The source package comes from the same archives (same mirror, suites and keys) the binary
+    ``libwolfssl35`` was installed from, so nothing here names an archive of its own: both the
+    one-line format (``sources.list``, ``*.list``) and deb822 (``*.sources``) are read.
+    """
+    lines: list[str] = []
+    one_line = [apt_directory / "sources.list", *sorted((apt_directory / "sources.list.d").glob("*.list"))]
+    for path in one_line:
+        if path.is_file():
+            for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                words = raw.split("#", 1)[0].split()
+                if words[:1] == ["deb"]:
+                    lines.append(" ".join(["deb-src", *words[1:]]))
+    for path in sorted((apt_directory / "sources.list.d").glob("*.sources")):
+        for stanza in path.read_text(encoding="utf-8", errors="replace").split("\n\n"):
+            fields: dict[str, str] = {}
+            for raw in stanza.splitlines():
+                if raw.startswith("#") or ":" not in raw:
+                    continue
+                key, _, value = raw.partition(":")
+                fields[key.strip().lower()] = value.strip()
+            if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes").lower() == "no":
+                continue
+            options = f"[signed-by={fields['signed-by']}] " if fields.get("signed-by", "").startswith("/") else ""
+            for uri in fields.get("uris", "").split():
+                for suite in fields.get("suites", "").split():
+                    lines.append(f"deb-src {options}{uri} {suite} {fields.get('components', '')}".rstrip())
+    if not lines:
+        raise RuntimeError(f"no deb archive is configured under {apt_directory}: cannot fetch wolfSSL's source")
+    return "\n".join(lines) + "\n"
 
 
 def _run(command: Sequence[str], cwd: Path) -> None:
@@ -67,7 +97,7 @@ def build(directory: Path = DEFAULT_DIRECTORY) -> Path:
     with tempfile.TemporaryDirectory(prefix="iotaudit-wolfssl-") as scratch_text:
         scratch = Path(scratch_text)
         (scratch / "lists" / "partial").mkdir(parents=True)
-        (scratch / "sources.list").write_text(_SOURCES, encoding="ascii")
+        (scratch / "sources.list").write_text(source_lines(), encoding="utf-8")
         apt = ["apt-get", "-q", "-o", f"Dir::Etc::SourceList={scratch / 'sources.list'}",
                "-o", "Dir::Etc::SourceParts=/dev/null", "-o", f"Dir::State::Lists={scratch / 'lists'}"]
         _run([*apt, "update"], scratch)
