@@ -122,7 +122,7 @@ def _summary(
         devices_by_verdict[verdict_of[key]] += int(devices)
     # Groups: a group's verdict is the worst verdict of any of its devices (coverage's verdict order);
     # a group none of whose devices meets a chain is not-applicable, not covered.
-    pairs = inventory.devices.groupby([c.GROUP, c.PROFILE_KEY], observed=True).size().reset_index()[[c.GROUP, c.PROFILE_KEY]]
+    pairs = inventory.group_counts[[c.GROUP, c.PROFILE_KEY]].copy()
     pairs["rank"] = pairs[c.PROFILE_KEY].astype(str).map(lambda k: VERDICT_ORDER[verdict_of[k]])
     pairs["meets_none"] = pairs[c.PROFILE_KEY].astype(str).map(lambda k: verdict_of[k] == Verdict.NOT_APPLICABLE.value)
     per_group = pairs.groupby(c.GROUP, observed=True).agg(rank=("rank", "max"), meets_none=("meets_none", "all"))
