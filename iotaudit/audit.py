@@ -18,8 +18,17 @@ anchors_expiry              per profile x anchor in its store
 cliff                       devices losing every valid path, by date
 pins                        per profile x pin x scenario (:func:`iotaudit.pinning.pin_risks`)
 pin_risks_ranked            ranked pinning risks with device counts
+group_devices               devices per group x profile (what a group filter needs)
 summary.json                headline numbers
+devices.parquet             one row per device: device_id, group, profile, verdict,
+                            firmware_break_date, worst_pin_risk (a directory of Parquet
+                            files past ``inventory.DEVICE_FILE_ROWS`` devices; absent for
+                            ``--profiles``, which has no devices)
 =========================== ==============================================================
+
+``--profiles FILE`` audits a pre-aggregated profile table instead of a device
+inventory (:func:`iotaudit.inventory.load_profiles`; the SQL that makes one in a
+warehouse is in ``docs/profile-table.md``): the verdicts are the same.
 
 Every verdict is computed once per distinct profile and joined back to
 devices by ``profile_key``; the device table is touched only by vectorised
@@ -43,14 +52,18 @@ from . import columns as c
 from .columns import as_utc
 from .coverage import VERDICT, VERDICT_OF_RANK, VERDICT_ORDER, Verdict, analyse_coverage
 from .errors import RunError
-from .inventory import Inventory, load_inventory
+from .inventory import Inventory, load_inventory, load_profiles
 
 SUMMARY = "summary.json"
 FORMAT = "iotaudit-audit/1"
 FRAMES = (
     "coverage", "fleet", "profiles", "roots_to_add", "expiry", "chain_breaks", "certificates_expiry",
-    "anchors_expiry", "cliff", "pins", "pin_risks_ranked",
+    "anchors_expiry", "cliff", "pins", "pin_risks_ranked", "group_devices",
 )
+DEVICES_FILE = "devices.parquet"
+# The per-profile date written to devices.parquet as firmware_break_date: today the expiry frame's renewed
+# break date (the firmware-side update-by date); one line to change when expiry gains its own column.
+DEVICE_BREAK_DATE_SOURCE = c.RENEWED_BREAK_DATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,7 @@ class AuditResult:
         cliff: Devices losing every valid path by date.
         pins: Per profile x pin x scenario.
         pin_risks_ranked: Ranked pinning risks.
+        group_devices: Devices per group x profile (:data:`iotaudit.columns.GROUP_DEVICES_DTYPES`).
         summary: Headline numbers (JSON-serialisable).
     """
 
@@ -83,6 +97,7 @@ class AuditResult:
     cliff: pd.DataFrame
     pins: pd.DataFrame
     pin_risks_ranked: pd.DataFrame
+    group_devices: pd.DataFrame
     summary: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -214,8 +229,28 @@ def audit(
     return AuditResult(
         coverage=cov.coverage, fleet=cov.fleet, profiles=cov.profiles, roots_to_add=cov.roots_to_add,
         expiry=expiry, chain_breaks=chain_breaks, certificates_expiry=certificates_expiry,
-        anchors_expiry=anchors_expiry, cliff=cliff, pins=pins, pin_risks_ranked=ranked, summary=summary,
+        anchors_expiry=anchors_expiry, cliff=cliff, pins=pins, pin_risks_ranked=ranked,
+        group_devices=c.typed_frame(inventory.group_counts.rename(columns={c.PROFILE_KEY: c.PROFILE}).astype(
+            {c.GROUP: str, c.PROFILE: str}), c.GROUP_DEVICES_DTYPES),
+        summary=summary,
     )
+
+
+def device_results(result: AuditResult) -> pd.DataFrame:
+    """Per profile, what ``devices.parquet`` says of each of its devices (:data:`~iotaudit.columns.DEVICE_RESULT_DTYPES`).
+
+    ``verdict`` is the profile's worst verdict, ``firmware_break_date`` the expiry frame's
+    :data:`DEVICE_BREAK_DATE_SOURCE`, ``worst_pin_risk`` the most severe of the profile's ranked pinning
+    risks (the first in rank order among equals; "" when none).
+    """
+    out = result.profiles[[c.PROFILE, VERDICT]].astype({c.PROFILE: str, VERDICT: str})
+    dates = result.expiry[[c.PROFILE, DEVICE_BREAK_DATE_SOURCE]].astype({c.PROFILE: str})
+    out = out.merge(dates.rename(columns={DEVICE_BREAK_DATE_SOURCE: c.FIRMWARE_SIDE_BREAK_DATE}), on=c.PROFILE, how="left")
+    ranked = result.pin_risks_ranked
+    worst = ranked.sort_values([c.SEVERITY_COL, c.RANK], ascending=[False, True], kind="stable").drop_duplicates(c.PROFILE)
+    worst = dict(zip(worst[c.PROFILE].astype(str), worst[c.RISK].astype(str), strict=True))
+    out[c.WORST_PIN_RISK] = out[c.PROFILE].map(lambda key: worst.get(key, ""))
+    return c.typed_frame(out, c.DEVICE_RESULT_DTYPES)
 
 
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
@@ -227,8 +262,13 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_audit(result: AuditResult, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+def write_audit(
+    result: AuditResult, out_dir: str | Path, *, overwrite: bool = False, inventory: Inventory | None = None,
+) -> Path:
     """Write every frame as ``<name>.parquet`` and ``<name>.csv`` plus ``summary.json``, atomically.
+
+    With the ``inventory`` the audit was made from (one with device rows), also ``devices.parquet``:
+    DuckDB joins the device table with :func:`device_results` and writes it, no device entering Python.
 
     Returns:
         The audit directory.
@@ -244,6 +284,8 @@ def write_audit(result: AuditResult, out_dir: str | Path, *, overwrite: bool = F
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
             _csv_ready(frame).to_csv(tmp / f"{name}.csv", index=False)
         (tmp / SUMMARY).write_text(json.dumps(dict(result.summary), indent=2, default=str) + "\n", encoding="utf-8")
+        if inventory is not None and inventory.has_devices:
+            inventory.write_devices(tmp / DEVICES_FILE, device_results(result))
 
     return write_atomically(out_dir, fill, overwrite=overwrite)
 
@@ -285,11 +327,14 @@ def _command(args: argparse.Namespace) -> int:
     from .store import load_run
 
     run = load_run(args.run)
-    inventory = load_inventory(args.inventory, skip_bad_rows=args.skip_bad_rows)
+    if args.profiles:
+        inventory = load_profiles(args.profiles, skip_bad_rows=args.skip_bad_rows)
+    else:
+        inventory = load_inventory(args.inventory, skip_bad_rows=args.skip_bad_rows)
     if inventory.bad_rows:
         print(f"iotaudit audit: skipped {inventory.bad_rows} bad row(s) of {inventory.source}")
     result = audit(run, inventory, as_of=args.as_of, horizon_years=args.horizon_years)
-    out = write_audit(result, args.out, overwrite=args.overwrite)
+    out = write_audit(result, args.out, overwrite=args.overwrite, inventory=inventory)
     s = result.summary
     print(
         f"{s['devices']} devices in {s['profiles']} profiles: {s['devices_covered']} covered, "
@@ -309,7 +354,11 @@ def register(subparsers: Any) -> None:
                     "(Parquet + CSV) and summary.json to --out.",
     )
     parser.add_argument("run", help="run directory (iotaudit collect / import)")
-    parser.add_argument("--inventory", required=True, help="device inventory (.csv, .parquet or .json)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--inventory", help="device inventory: .csv, .parquet, .json, a glob of them, "
+                                            "or a directory of Parquet files (a partitioned dataset)")
+    source.add_argument("--profiles", help="pre-aggregated profile table instead: the inventory's columns without "
+                                           "device_id, plus devices (docs/profile-table.md)")
     parser.add_argument("--as-of", type=_parse_as_of, default=None, help="validate at this date (default: run time)")
     parser.add_argument("--horizon-years", type=int, default=15, help="how far ahead to look for break dates")
     parser.add_argument("--skip-bad-rows", action="store_true", help="leave bad inventory rows out (they are counted)")
@@ -318,4 +367,4 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=_command)
 
 
-__all__ = ["AuditResult", "audit", "load_audit", "register", "write_audit"]
+__all__ = ["AuditResult", "audit", "device_results", "load_audit", "register", "write_audit"]

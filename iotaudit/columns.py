@@ -737,3 +737,19 @@ def typed_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame, dtypes: Map
         else:
             frame[column] = frame[column].astype(dtype)
     return frame.reset_index(drop=True)
+
+
+# --- fleet scale: devices per group x profile, and the per-device output (iotaudit.audit) ---
+GROUP_DEVICES_DTYPES: dict[str, Any] = {   # the audit's group_devices frame: what a group filter needs
+    GROUP: "string",
+    PROFILE: "string",           # the profile key
+    DEVICES: "int64",
+}
+FIRMWARE_SIDE_BREAK_DATE = "firmware_break_date"  # devices.parquet: when the device's firmware must be updated by
+WORST_PIN_RISK = "worst_pin_risk"                 # devices.parquet: the profile's most severe pinning risk ("" = none)
+DEVICE_RESULT_DTYPES: dict[str, Any] = {   # devices.parquet, after device_id, group, profile
+    PROFILE: "string",
+    VERDICT: "string",
+    FIRMWARE_SIDE_BREAK_DATE: TIME,
+    WORST_PIN_RISK: "string",
+}

@@ -508,6 +508,11 @@ class Inventory:
         return int(self.profiles[DEVICES].sum())
 
     @property
+    def has_devices(self) -> bool:
+        """True when the rows are devices that DuckDB can read again (not a profile table)."""
+        return self.table is not None and self.kind is TableKind.DEVICES and self.mapping is not None
+
+    @property
     def devices(self) -> pd.DataFrame:
         """One row per device, read again from the source by DuckDB (in file order): the inventory columns
         (normalised, categoricals; lists ";"-joined) plus ``profile_key``.
@@ -525,6 +530,8 @@ class Inventory:
             values = frame[f"__norm_{column}"]
             if column == PIN_EXPIRY:
                 out[column] = pd.to_datetime(values.replace("", None), utc=True).astype(c.TIME)
+            elif column == GROUP:  # the groups in the order of group_counts (first appearance)
+                out[column] = pd.Categorical(values, categories=self.group_counts[GROUP].cat.categories)
             else:
                 out[column] = pd.Categorical(values)
         out[PROFILE_KEY] = pd.Categorical(frame[PROFILE_KEY], categories=list(self.profiles[PROFILE_KEY]))
@@ -534,7 +541,7 @@ class Inventory:
     def _device_query(self, extra: Sequence[str], *, group_as: str = "", profile_as: str = "") -> Iterator[tuple[Any, str]]:
         """A connection and the SELECT of every kept device: ``__rec``, ``device_id`` and the mapping's ``extra`` columns
         (plus the normalised group and the profile key under ``group_as`` / ``profile_as``)."""
-        if self.table is None or self.kind is not TableKind.DEVICES or self.mapping is None:
+        if not self.has_devices:
             raise InventoryError(self.source, [(None, DEVICE_ID, "this inventory has no device rows "
                                                                  "(it was built from a profile table)")])
         with self.table.connect() as con:

@@ -235,7 +235,7 @@ def load_inputs(
     run = load_run(run_dir)
     moment = parse_as_of(as_of, run.created_at)
     inv = None
-    if inventory and (not audit_dir or group):
+    if inventory and not audit_dir:  # an audit_dir has the group counts (group_devices): no device table per kernel
         from .inventory import load_inventory
 
         inv = load_inventory(inventory)
@@ -249,8 +249,6 @@ def load_inputs(
             raise ReportError("load_inputs", None, "an inventory is needed when no audit_dir is given")
         result = audit_module.audit(run, inv, as_of=moment, horizon_years=horizon_years)
     if group:
-        if inv is None:
-            raise ReportError("load_inputs", None, f"filtering on group {group!r} needs the inventory")
         result = filter_group(result, inv, group, as_of=moment, horizon_years=horizon_years)
     baseline = load_run(baseline_run) if baseline_run else None
     return ReportInputs(run=run, audit=result, as_of=moment, horizon_years=int(horizon_years),
@@ -269,12 +267,15 @@ def filter_group(result: Any, inventory: Any, group: str, *, as_of: datetime, ho
     """
     import dataclasses
 
-    devices = inventory.devices
-    in_group = devices[devices["group"].astype(str) == group]
+    # Devices per group x profile: the audit's own frame, else the inventory's counts (never the device table).
+    per_group = getattr(result, "group_devices", None)
+    if per_group is None:
+        per_group = inventory.group_counts.rename(columns={"profile_key": "profile"})
+    in_group = per_group[per_group["group"].astype(str) == group]
     if in_group.empty:
-        known = sorted(devices["group"].astype(str).unique())[:20]
+        known = sorted(per_group["group"].astype(str).unique())[:20]
         raise ReportError("group filter", None, f"no device in group {group!r}; groups: {', '.join(known)}")
-    counts = in_group.groupby(in_group["profile_key"].astype(str)).size()
+    counts = in_group.groupby(in_group["profile"].astype(str))["devices"].sum()
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(result):
         frame = getattr(result, f.name)
@@ -283,6 +284,8 @@ def filter_group(result: Any, inventory: Any, group: str, *, as_of: datetime, ho
             if "devices" in keep.columns:
                 keep["devices"] = keep["profile"].astype(str).map(counts).astype("int64").to_numpy()
             changes[f.name] = keep.reset_index(drop=True)
+    if "group_devices" in changes:
+        changes["group_devices"] = in_group.reset_index(drop=True)
     if "cliff" in {f.name for f in dataclasses.fields(result)} and "expiry" in changes:
         from .expiry import cliff
 
@@ -907,7 +910,7 @@ def render_reports(
 
     def fill(tmp: Path) -> None:
         audit_dir = tmp / AUDIT_SUBDIR
-        write_audit(result, audit_dir)
+        write_audit(result, audit_dir, inventory=inv)
         params = {
             "run_dir": str(Path(run_dir).absolute()),
             "inventory": str(Path(inventory).absolute()),
