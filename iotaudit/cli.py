@@ -18,6 +18,10 @@ from .errors import IotauditError
 
 # Order is the order of the help text: the pipeline, then the lab.
 COMMAND_MODULES = ("collect", "offline", "audit", "reports", "drift", "lab")
+# Sub-command -> the module that registers it: a command line naming one imports only that module, so
+# ``iotaudit collect`` never imports pandas or papermill (issue 11).
+COMMAND_MODULE_OF = {"collect": "collect", "show": "collect", "import": "offline", "audit": "audit",
+                     "report": "reports", "drift": "drift", "lab": "lab"}
 
 DESCRIPTION = """\
 Can your AWS IoT fleet authenticate AWS IoT Core, today and on every date ahead?
@@ -34,14 +38,14 @@ Against AWS: iotaudit collect --prefix a1b2c3d4e5-ats --regions us-east-1,eu-wes
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``iotaudit`` argument parser with every available sub-command."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``iotaudit`` argument parser with every available sub-command (or only those of module ``only``)."""
     parser = argparse.ArgumentParser(
         prog="iotaudit", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"iotaudit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if only is None else (only,):
         try:
             module = importlib.import_module(f"iotaudit.{name}")
         except ModuleNotFoundError as err:
@@ -56,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see module docstring)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    first = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(COMMAND_MODULE_OF.get(first) if first is not None and words[0] == first else None)
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

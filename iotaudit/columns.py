@@ -8,16 +8,39 @@ the exact strings that appear in DataFrames, Parquet, JSON and HTML.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported by the functions and the two dtypes that need it (module __getattr__ below,
+# PEP 562), not here: every module imports this one, and ``iotaudit collect`` runs without pandas
+# (issue 11: a scheduled collect of 20 endpoints starts in well under a second).
 
 # Times are tz-aware UTC at microsecond resolution, not nanoseconds: RFC 5280
 # section 4.1.2.5 lets a certificate say "no expiry" as 99991231235959Z, which
 # is outside the datetime64[ns] range (year 2262).
 TIME = "datetime64[us, UTC]"
+
+
+@dataclass(frozen=True, slots=True)
+class CategoricalOf:
+    """A categorical dtype named without importing pandas; :func:`typed_frame` makes it a ``pd.CategoricalDtype``."""
+
+    categories: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(set(self.categories)) != len(self.categories):
+            raise ValueError(f"categories must be distinct: {self.categories}")
+
+    def pandas(self) -> Any:
+        """The ``pd.CategoricalDtype`` (unordered, these categories in this order)."""
+        import pandas as pd
+
+        return pd.CategoricalDtype(list(self.categories))
 
 
 class Probe(str, Enum):
@@ -302,7 +325,7 @@ class Verdict(str, Enum):
         return self.value
 
 
-VERDICT_DTYPE = pd.CategoricalDtype([v.value for v in Verdict])
+VERDICT_CATEGORIES = CategoricalOf(tuple(v.value for v in Verdict))  # VERDICT_DTYPE: the pandas dtype (below)
 # Worst first: the order reports, figures and metrics list verdicts in.
 VERDICTS_WORST_FIRST = (Verdict.BROKEN.value, Verdict.AT_RISK.value, Verdict.COVERED.value, Verdict.NOT_APPLICABLE.value)
 
@@ -325,7 +348,7 @@ COVERAGE_DTYPES: dict[str, Any] = {
     ANCHOR_NAME: "string",
     PATH_SHA256: "object",
     REASON: "string",
-    VERDICT: VERDICT_DTYPE,
+    VERDICT: VERDICT_CATEGORIES,
     RISKS: "object",
 }
 
@@ -382,7 +405,7 @@ FLEET_DTYPES: dict[str, Any] = {
     HOST: "string",
     PORT: "int32",
     KEY_TYPE: "category",
-    VERDICT: VERDICT_DTYPE,
+    VERDICT: VERDICT_CATEGORIES,
     DEVICES: "int64",
     PROFILES: "object",
 }
@@ -399,7 +422,7 @@ PROFILE_VERDICT_DTYPES: dict[str, Any] = {
     PROFILE: "category",
     DEVICES: "int64",
     GROUPS: "object",
-    VERDICT: VERDICT_DTYPE,
+    VERDICT: VERDICT_CATEGORIES,
     CHAINS: "int64",
     COVERED: "int64",
     AT_RISK: "int64",
@@ -485,7 +508,8 @@ class RenewedBasis(str, Enum):
         return self.value
 
 
-RENEWED_BASIS_DTYPE = pd.CategoricalDtype([b.value for b in RenewedBasis])
+
+RENEWED_BASIS_CATEGORIES = CategoricalOf(tuple(b.value for b in RenewedBasis))  # RENEWED_BASIS_DTYPE: pandas
 
 CHAIN_BREAK_COLUMNS: dict[str, Any] = {
     PROFILE: "string",
@@ -505,7 +529,7 @@ CHAIN_BREAK_COLUMNS: dict[str, Any] = {
     RENEWED_BREAK_DATE: TIME,    # same, for the chain without its leaf (NaT also when invalid at as_of as served)
     RENEWED_BREAK_CAUSE_SHA256: "string",  # certificate(s) whose expiry is renewed_break_date, ";"-joined
     RENEWED_BREAK_CAUSE_NAME: "string",
-    RENEWED_BASIS: RENEWED_BASIS_DTYPE,  # leaf-issuer, or why the as-served dates were used instead
+    RENEWED_BASIS: RENEWED_BASIS_CATEGORIES,  # leaf-issuer, or why the as-served dates were used instead
 }
 
 # --- break dates: one row per profile (iotaudit.expiry) ----------------------
@@ -706,6 +730,8 @@ def as_list(value: Any) -> list[Any]:
         return []
     if isinstance(value, str):
         return [v for v in (p.strip() for p in value.split(";")) if v]
+    import pandas as pd
+
     try:
         if pd.isna(value):
             return []
@@ -724,6 +750,8 @@ def typed_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame, dtypes: Map
     Returns:
         A new DataFrame; list-valued ``object`` columns are left as Python lists.
     """
+    import pandas as pd
+
     frame = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(list(records))
     for column in dtypes:
         if column not in frame.columns:
@@ -732,7 +760,9 @@ def typed_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame, dtypes: Map
     for column, dtype in dtypes.items():
         if dtype == "object":
             continue
-        if dtype == TIME:
+        if isinstance(dtype, CategoricalOf):
+            frame[column] = frame[column].astype(dtype.pandas())
+        elif dtype == TIME:
             frame[column] = pd.to_datetime(frame[column], utc=True).astype(TIME)
         else:
             frame[column] = frame[column].astype(dtype)
@@ -753,3 +783,12 @@ DEVICE_RESULT_DTYPES: dict[str, Any] = {   # devices.parquet, after device_id, g
     FIRMWARE_SIDE_BREAK_DATE: TIME,
     WORST_PIN_RISK: "string",
 }
+
+
+def __getattr__(name: str) -> Any:
+    """``VERDICT_DTYPE`` and ``RENEWED_BASIS_DTYPE``: pandas categorical dtypes, built on first use (PEP 562)."""
+    if name in ("VERDICT_DTYPE", "RENEWED_BASIS_DTYPE"):
+        dtype = (VERDICT_CATEGORIES if name == "VERDICT_DTYPE" else RENEWED_BASIS_CATEGORIES).pandas()
+        globals()[name] = dtype
+        return dtype
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
