@@ -248,6 +248,7 @@ def _arrow_table(rows: list[dict[str, Any]], dtypes: Mapping[str, Any]) -> Any:
     import io
 
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.json as pj
 
     plain = pa.schema([(col, pa.string() if _is_dictionary(dtype) else _arrow_type(dtype)) for col, dtype in dtypes.items()])
@@ -259,8 +260,11 @@ def _arrow_table(rows: list[dict[str, Any]], dtypes: Mapping[str, Any]) -> Any:
     else:
         table = plain.empty_table()
     for i, (col, dtype) in enumerate(dtypes.items()):
-        if _is_dictionary(dtype):  # categoricals as Parquet dictionary columns, as pandas writes them
-            encoded = table.column(i).dictionary_encode()
+        if _is_dictionary(dtype):  # categoricals as Parquet dictionary columns, sorted as pandas' astype("category")
+            values = table.column(i).combine_chunks()
+            distinct = pc.unique(values).drop_null()
+            distinct = pc.take(distinct, pc.sort_indices(distinct))
+            encoded = pa.DictionaryArray.from_arrays(pc.cast(pc.index_in(values, value_set=distinct), pa.int32()), distinct)
             table = table.set_column(i, pa.field(col, encoded.type), encoded)
     return table
 
