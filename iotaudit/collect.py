@@ -52,7 +52,7 @@ from .discover import (
     targets_from_prefix,
 )
 from .errors import IotauditError, PemError, TargetError
-from .store import Run, RunRecords, load_run, make_manifest
+from .store import Run, RunRecords, load_run, make_manifest, preload_writer
 
 if TYPE_CHECKING:
     import pandas as pd  # summarize() imports it; the collect command runs without it (issue 11)
@@ -777,6 +777,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     if not targets:
         raise TargetError("collect", "no targets: give --target, --targets, --lab, --prefix or --describe-endpoint")
     targets = list(dict.fromkeys(targets))
+    preload_writer()  # pyarrow's import overlaps the handshakes
     recorded = collect(
         targets, probes=_csv(args.probes), timeout=args.timeout, concurrency=args.concurrency,
         progress=False if args.quiet else None, catalog=catalog,

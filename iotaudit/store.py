@@ -14,10 +14,12 @@ a crash never leaves a directory that looks like a complete run.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -230,6 +232,21 @@ class RunRecords:
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
 
         return write_atomically(path, fill, overwrite=overwrite)
+
+
+def preload_writer() -> threading.Thread:
+    """Import pyarrow's Parquet writer in a background thread, so the import overlaps the network.
+
+    pyarrow takes a few hundred milliseconds to import; a collection spends its time waiting on
+    sockets, so ``iotaudit collect`` starts this first and :meth:`RunRecords.write` finds it loaded.
+    """
+    def load() -> None:
+        for name in ("pyarrow", "pyarrow.compute", "pyarrow.json", "pyarrow.parquet"):
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="iotaudit-preload-pyarrow", daemon=True)
+    thread.start()
+    return thread
 
 
 def _json_value(value: Any) -> Any:
