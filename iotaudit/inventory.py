@@ -291,28 +291,33 @@ class DeviceTable:
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
-        """A DuckDB connection with this table as the view ``__raw`` (every column as text, plus ``__rec``)."""
+        """A DuckDB connection with this table as two views, both with ``__rec``: ``__source`` (the columns as
+        stored, missing ones NULL) and ``__raw`` (every column as text, as :func:`_as_text` writes it)."""
         spill = tempfile.mkdtemp(prefix="iotaudit-duckdb-", dir=self.temp_directory)
         con = duckdb.connect(":memory:", config={
             "memory_limit": self.memory_limit, "temp_directory": spill, "preserve_insertion_order": True})
         try:
             if self.frame is not None:
                 con.register(_FRAME, self.frame)
-            text = self._text_columns(con)
-            present = {col for col, _ in text}
-            text += [(col, "''") for col in _NORMALISED if col not in present]
+            present = {col for _, col in self.columns}
+            source = [(col, _q(name)) for name, col in self.columns]
+            source += [(col, "CAST(NULL AS VARCHAR)") for col in _NORMALISED if col not in present]
+            con.execute(f"CREATE TEMP VIEW __source AS SELECT row_number() OVER () AS {_REC}, "
+                        f"{', '.join(f'{expr} AS {_q(col)}' for col, expr in source)} FROM {self.reader_sql()}")
+            text = list(self.text_sql(con).items())
             if DEVICES in present:  # a profile table: its device count as an integer (NULL when it is not one)
                 text.append((_WEIGHT, f"TRY_CAST({dict(text)[DEVICES]} AS BIGINT)"))
-            select = ", ".join(f"{expr} AS {_q(col)}" for col, expr in text)
-            con.execute(f"CREATE TEMP VIEW __raw AS SELECT row_number() OVER () AS {_REC}, {select} FROM {self.reader_sql()}")
+            con.execute(f"CREATE TEMP VIEW __raw AS SELECT {_REC}, "
+                        f"{', '.join(f'{expr} AS {_q(col)}' for col, expr in text)} FROM __source")
             yield con
         finally:
             con.close()
             shutil.rmtree(spill, ignore_errors=True)
 
-    def _text_columns(self, con: Any) -> list[tuple[str, str]]:
-        types = {row[0]: str(row[1]) for row in con.execute(f"DESCRIBE SELECT * FROM {self.reader_sql()}").fetchall()}
-        return [(column, _as_text_sql(_q(name), types[name], csv=self.fmt == "csv")) for name, column in self.columns]
+    def text_sql(self, con: Any) -> dict[str, str]:
+        """Column of ``__source`` -> the SQL expression of it as text (over a row, or a grouped row)."""
+        types = {row[0]: str(row[1]) for row in con.execute("DESCRIBE SELECT * FROM __source").fetchall()}
+        return {col: _as_text_sql(_q(col), types[col], csv=self.fmt == "csv") for col in types if col != _REC}
 
 
 def _q(name: str) -> str:
@@ -688,43 +693,52 @@ def _group_rows(
     normalisers = _normalisers(base)
     keys = ", ".join(_q(col) for col in _NORMALISED)
     if kind is TableKind.DEVICES:
-        row_bad, count = _blank_sql(_q(DEVICE_ID)), "count(*)"
+        row_bad = _blank_sql(_q(DEVICE_ID))
     else:
-        row_bad, count = f"({_WEIGHT} IS NULL OR {_WEIGHT} <= 0)", f"CAST(sum(coalesce({_WEIGHT}, 0)) AS BIGINT)"
+        row_bad = f"({_WEIGHT} IS NULL OR {_WEIGHT} <= 0)"
 
-    def tuples_sql(where: str = "") -> str:
-        return (f"SELECT {keys}, {row_bad} AS {_ROW_BAD}, {count} AS {_N}, min({_REC}) AS {_FIRST} "
-                f"FROM __raw {where} GROUP BY ALL")
+    def tuples_sql(text: dict[str, str], where: str = "") -> str:
+        if kind is TableKind.PROFILES:  # a profile table is small: group its text directly
+            return (f"SELECT {keys}, {row_bad} AS {_ROW_BAD}, CAST(sum(coalesce({_WEIGHT}, 0)) AS BIGINT) AS {_N}, "
+                    f"min({_REC}) AS {_FIRST} FROM __raw {where} GROUP BY ALL")
+        # Devices: group the stored values first (no per-row expression), then their text; rows whose
+        # device_id is empty or repeated are found by the id pass below.
+        inner = f"SELECT {keys}, count(*) AS {_N}, min({_REC}) AS {_FIRST} FROM __source {where} GROUP BY ALL"
+        return (f"SELECT {', '.join(f'{text[col]} AS {_q(col)}' for col in _NORMALISED)}, false AS {_ROW_BAD}, "
+                f"CAST(sum({_N}) AS BIGINT) AS {_N}, min({_FIRST}) AS {_FIRST} FROM ({inner}) GROUP BY ALL")
 
     located: list[tuple[Any, ...]] = []
     dropped: list[int] = []
     try:
         with table.connect() as con:
-            tuples = con.execute(tuples_sql()).df()
+            text = table.text_sql(con)
+            tuples = con.execute(tuples_sql(text)).df()
             every_row = tuples
             results = {col: {v: normalisers[col](v) for v in tuples[col].unique()} for col in _NORMALISED}
             bad_values = {col: {v: why for v, (_, why) in res.items() if why} for col, res in results.items()}
             dups: set[str] = set()
-            if kind is TableKind.DEVICES:
-                dups = {row[0] for row in con.execute(
-                    f"SELECT {_q(DEVICE_ID)} FROM __raw WHERE NOT {_blank_sql(_q(DEVICE_ID))} "
-                    f"GROUP BY {_q(DEVICE_ID)} HAVING count(*) > 1").fetchall()}
-            if dups or tuples[_ROW_BAD].any() or any(bad_values.values()):
+            ids: list[str] = []
+            if kind is TableKind.DEVICES:  # one pass over the ids: the repeated ones and the empty ones
+                ids = [row[0] for row in con.execute(
+                    f"SELECT {text[DEVICE_ID]} AS v FROM __source GROUP BY v "
+                    f"HAVING count(*) > 1 OR {_blank_sql('v')}").fetchall()]
+                dups = {v for v in ids if v.strip()}
+            if ids or tuples[_ROW_BAD].any() or any(bad_values.values()):
                 # Only now is the device table searched for the bad rows themselves (their record numbers).
                 con.register("__bad", pd.DataFrame([(col, v) for col, vals in bad_values.items() for v in vals],
                                                    columns=["col", "v"], dtype=object))
                 cond = [row_bad] + [f"{_q(col)} IN (SELECT v FROM __bad WHERE col = {_sql_text(col)})"
                                     for col, vals in bad_values.items() if vals]
-                if dups:
-                    con.register("__dups", pd.DataFrame({"v": sorted(dups)}, dtype=object))
-                    cond.append(f"{_q(DEVICE_ID)} IN (SELECT v FROM __dups)")
+                if ids:
+                    con.register("__ids", pd.DataFrame({"v": sorted(ids)}, dtype=object))
+                    cond.append(f"{_q(DEVICE_ID)} IN (SELECT v FROM __ids)")
                 ident = _q(DEVICE_ID) if kind is TableKind.DEVICES else _q(DEVICES)
                 located = con.execute(f"SELECT {_REC}, {ident}, {row_bad}, {keys} FROM __raw "
                                       f"WHERE {' OR '.join(cond)} ORDER BY {_REC}").fetchall()
             problem_recs, first_of, dropped = _scan_located(located, kind, dups)
-            if dropped and skip_bad_rows:  # later duplicates out: count again without them
+            if dropped and skip_bad_rows:  # rows with an empty or repeated id out: count again without them
                 con.register("__dropped", pd.DataFrame({"rec": np.asarray(dropped, dtype=np.int64)}))
-                tuples = con.execute(tuples_sql(f"WHERE {_REC} NOT IN (SELECT rec FROM __dropped)")).df()
+                tuples = con.execute(tuples_sql(text, f"WHERE {_REC} NOT IN (SELECT rec FROM __dropped)")).df()
     except duckdb.Error as err:
         raise InventoryError(source, [(None, None, f"cannot read inventory ({err})")]) from err
 
@@ -740,13 +754,16 @@ def _group_rows(
 
 
 def _scan_located(located: Sequence[tuple[Any, ...]], kind: TableKind, dups: set[str]) -> tuple[set[int], dict[str, int], list[int]]:
-    """Records that need a row number, the first record of each duplicated id, and the later duplicates."""
+    """Records that need a row number, the first record of each duplicated id, and the rows a device
+    inventory leaves out whatever their values (empty ids, later duplicates)."""
     first_of: dict[str, int] = {}
     later: list[int] = []
     recs = {int(rec) for rec, *_ in located}
     if kind is TableKind.DEVICES:
         for rec, device_id, row_bad, *_ in located:
-            if not row_bad and device_id in dups:
+            if row_bad:
+                later.append(int(rec))
+            elif device_id in dups:
                 if device_id in first_of:
                     later.append(int(rec))
                 else:
