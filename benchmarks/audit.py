@@ -17,8 +17,9 @@ group (``group=...`` directories, as Spark or Athena write them).
 Columns: ``load s`` is reading + grouping, ``audit s`` the analyses,
 ``write s`` the audit directory including the per-device ``devices.parquet``
 (a DuckDB COPY of the device table joined with the per-profile results);
-``peak MB`` is the process's RSS high-water mark, which should stay flat as
-devices grow.  The baseline validates each device's chains on its own
+``cpu s`` the process's CPU time (all threads; on a shared machine the
+steadier figure), ``peak MB`` its RSS high-water mark, which should stay
+flat as devices grow.  The baseline validates each device's chains on its own
 (timed on a sample of devices drawn by device count, extrapolated); ratio =
 baseline / (load + audit).  Aims (issue 11): 10M devices under 30 s and
 1.5 GB; 100M (partitioned Parquet) under 3 minutes and 3 GB.
@@ -119,7 +120,9 @@ def run_one(run_dir: Path, inventory: Path, sample: int, memory_limit: str) -> d
     t2 = time.perf_counter()
     out = write_audit(result, inventory.parent / "audit", inventory=inv)
     t3 = time.perf_counter()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb = usage.ru_maxrss / 1024
+    cpu_s = usage.ru_utime + usage.ru_stime  # every thread's (DuckDB's too): robust where the cores are shared
     devices_out = out / "devices.parquet"
     written = sum(p.stat().st_size for p in ([devices_out] if devices_out.is_file() else devices_out.rglob("*.parquet")))
     shutil.rmtree(out)
@@ -141,7 +144,7 @@ def run_one(run_dir: Path, inventory: Path, sample: int, memory_limit: str) -> d
                            as_of=run.created_at, path_builder=PathBuilder(row["path_builder"]))
     per_device = (time.perf_counter() - b0) / len(keys)
     return {"devices": inv.device_count, "profiles": len(inv.profiles), "load_s": t1 - t0, "audit_s": t2 - t1,
-            "write_s": t3 - t2, "total_s": t3 - t0, "peak_rss_mb": peak_mb, "load_rss_mb": load_mb,
+            "write_s": t3 - t2, "total_s": t3 - t0, "cpu_s": cpu_s, "peak_rss_mb": peak_mb, "load_rss_mb": load_mb,
             "devices_parquet_mb": written / 2**20, "sample": len(keys), "baseline_per_device_s": per_device,
             "baseline_total_s": per_device * inv.device_count, "validations": result.summary["validations"]}
 
@@ -181,7 +184,7 @@ def main() -> int:
         print(f"lab run: {len(run.observations)} observations; {len(profiles)} profiles; DuckDB memory_limit "
               f"{args.memory_limit}; data under {tmp_path}")
         print(f"{'format':>8} {'devices':>11} {'file MB':>8} {'gen s':>6} {'load s':>7} {'audit s':>8} {'write s':>8} "
-              f"{'total s':>8} {'load MB':>8} {'peak MB':>8} {'devices.parquet MB':>18} {'baseline s':>11} {'ratio':>7}  aim")
+              f"{'total s':>8} {'cpu s':>6} {'load MB':>8} {'peak MB':>8} {'devices.parquet MB':>18} {'baseline s':>11} {'ratio':>7}  aim")
         for spec in args.sizes.split(","):
             fmt, size = spec.split(":")
             n = int(size)
@@ -203,7 +206,7 @@ def main() -> int:
             r = json.loads(done.stdout.strip().splitlines()[-1])
             work_s = r["load_s"] + r["audit_s"]
             print(f"{fmt:>8} {r['devices']:>11} {size_mb:>8.0f} {gen_s:>6.1f} {r['load_s']:>7.2f} {r['audit_s']:>8.2f} "
-                  f"{r['write_s']:>8.2f} {r['total_s']:>8.2f} {r['load_rss_mb']:>8.0f} {r['peak_rss_mb']:>8.0f} "
+                  f"{r['write_s']:>8.2f} {r['total_s']:>8.2f} {r['cpu_s']:>6.1f} {r['load_rss_mb']:>8.0f} {r['peak_rss_mb']:>8.0f} "
                   f"{r['devices_parquet_mb']:>18.0f} {r['baseline_total_s']:>11.0f} {r['baseline_total_s'] / work_s:>6.0f}x  "
                   f"{_aim(fmt, r)}", flush=True)
         print(f"baseline: validating each device's chains on its own, {r['baseline_per_device_s'] * 1000:.1f} ms per "
