@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     # lab
     "Lab": "lab", "lab_catalog": "lab", "serve_in_background": "lab", "stop_lab": "lab",
     # 4 analyse
-    "Inventory": "inventory", "load_inventory": "inventory",
+    "Inventory": "inventory", "load_inventory": "inventory", "load_profiles": "inventory",
     "PathBuilder": "coverage", "PathVerdict": "coverage", "validate_chain": "coverage",
     "analyse_coverage": "coverage", "coverage": "coverage",
     "chain_break": "expiry", "break_dates": "expiry", "certificate_expiry": "expiry",

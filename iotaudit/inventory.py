@@ -320,6 +320,11 @@ class DeviceTable:
         return {col: _as_text_sql(_q(col), types[col], csv=self.fmt == "csv") for col in types if col != _REC}
 
 
+def _hashes_distinct(con: Any) -> bool:
+    """Whether the distinct stored tuples (``__keys``) have distinct hashes, so a hash join is exact."""
+    return bool(con.execute("SELECT count(*) = count(DISTINCT __h) FROM __keys").fetchall()[0][0])
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -529,7 +534,7 @@ class Inventory:
             InventoryError: when the inventory has no device rows (built from a profile table).
         """
         with self._device_query([f"__norm_{col}" for col in _NORMALISED] + [PROFILE_KEY]) as (con, sql):
-            frame = con.execute(sql + f" ORDER BY r.{_REC}").df()
+            frame = con.execute(f"SELECT * FROM ({sql}) ORDER BY {_REC}").df()
         out = pd.DataFrame({DEVICE_ID: frame[DEVICE_ID].astype("string")})
         for column in _NORMALISED:
             values = frame[f"__norm_{column}"]
@@ -551,17 +556,32 @@ class Inventory:
                                                                  "(it was built from a profile table)")])
         with self.table.connect() as con:
             con.register("__map", self.mapping)
-            join = " AND ".join(f"r.{_q(col)} = m.{_q(col)}" for col in _NORMALISED)
-            where = f"NOT {_blank_sql('r.' + _q(DEVICE_ID))}"
+            text = self.table.text_sql(con)
+            ids = text[DEVICE_ID]
+            where = f"NOT {_blank_sql(ids)}"
             if self.dropped_records:
                 con.register("__dropped", pd.DataFrame({"rec": np.asarray(self.dropped_records, dtype=np.int64)}))
-                where += f" AND r.{_REC} NOT IN (SELECT rec FROM __dropped)"
-            select = [f"r.{_REC}", f"r.{_q(DEVICE_ID)}"] + [f"m.{_q(col)}" for col in extra]
+                where += f" AND s.{_REC} NOT IN (SELECT rec FROM __dropped)"
+            select = [f"s.{_REC} AS {_REC}", f"{ids} AS {_q(DEVICE_ID)}"] + [f"k.{_q(col)}" for col in extra]
             if group_as:
-                select.append(f"m.{_q('__norm_' + GROUP)} AS {_q(group_as)}")
+                select.append(f"k.{_q('__norm_' + GROUP)} AS {_q(group_as)}")
             if profile_as:
-                select.append(f"m.{_q(PROFILE_KEY)} AS {_q(profile_as)}")
-            yield con, f"SELECT {', '.join(select)} FROM __raw r JOIN __map m ON {join} WHERE {where}"
+                select.append(f"k.{_q(PROFILE_KEY)} AS {_q(profile_as)}")
+            # Each distinct stored tuple gets its profile once (text conversion on the distinct tuples only);
+            # devices then join on one 64-bit hash of their stored values, exact because the distinct
+            # tuples' hashes are checked to be distinct (else the join is on the text of every column).
+            stored = ", ".join(_q(col) for col in _NORMALISED)
+            con.execute(f"CREATE TEMP TABLE __keys AS SELECT {stored}, hash({stored}) AS __h FROM __source GROUP BY ALL")
+            as_text = ", ".join(f"{text[col]} AS {_q(col)}" for col in _NORMALISED)
+            on = " AND ".join(f"t.{_q(col)} = m.{_q(col)}" for col in _NORMALISED)
+            con.execute(f"CREATE TEMP TABLE __keyed AS SELECT t.__h, m.* FROM (SELECT __h, {as_text} FROM __keys) t "
+                        f"JOIN __map m ON {on}")
+            if _hashes_distinct(con):
+                stored_s = ", ".join(f"s.{_q(col)}" for col in _NORMALISED)
+                yield con, f"SELECT {', '.join(select)} FROM __source s JOIN __keyed k ON hash({stored_s}) = k.__h WHERE {where}"
+            else:
+                on = " AND ".join(f"{text[col].replace(_q(col), 's.' + _q(col))} = k.{_q(col)}" for col in _NORMALISED)
+                yield con, f"SELECT {', '.join(select)} FROM __source s JOIN __map k ON {on} WHERE {where}"
 
     def write_devices(self, target: str | Path, per_profile: pd.DataFrame, *, file_rows: int = DEVICE_FILE_ROWS) -> Path:
         """Write one row per device (``device_id``, ``group``, ``profile``, then ``per_profile``'s columns) as Parquet.

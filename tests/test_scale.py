@@ -90,6 +90,16 @@ def test_group_counts_are_the_device_table_grouped(tmp_path: Path) -> None:
     assert set(got["group"].astype(str)) == {"g-a", "g-b", "g-c"}  # " g-a" is g-a once normalised
 
 
+def test_devices_join_on_every_column_when_tuple_hashes_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = fleet(2000)
+    table.to_csv(tmp_path / "fleet.csv", index=False)
+    inv = load_inventory(tmp_path / "fleet.csv")
+    by_hash = inv.devices
+    monkeypatch.setattr("iotaudit.inventory._hashes_distinct", lambda con: False)
+    pd.testing.assert_frame_equal(inv.devices, by_hash)
+    assert list(by_hash["device_id"]) == list(table["device_id"])
+
+
 def test_skipped_duplicates_are_left_out_of_counts_and_devices(tmp_path: Path) -> None:
     path = write(tmp_path, "d1,g1,fw,us-east-1,*,AmazonRootCA1,rsa,,,,", "d2,g1,fw,us-east-1,*,AmazonRootCA1,rsa,,,,",
                  "d1,g2,fw-other,us-east-1,*,AmazonRootCA1,rsa,,,,", ",g2,fw,us-east-1,*,AmazonRootCA1,rsa,,,,")
