@@ -20,10 +20,11 @@ example in ``data/sample_inventory.md``)::
     pin_expiry  date after which the app stops enforcing its pins (ISO 8601; "" = never) [optional column]
 
 Every check runs once per *distinct value* of a column, never once per
-device, and devices are grouped into distinct profiles with integer codes, so
-loading 10M devices costs a few pandas passes.  Bad rows are reported with
-their row number (CSV: the line in the file, header = line 1; Parquet and
-JSON: the 1-based record number), column and reason: by default loading stops
+device: DuckDB groups the device table into distinct profiles out of core
+(see "the reading and grouping engine" below), so memory stays flat in
+devices.  Bad rows are reported with their row number (CSV: the physical
+line where the row starts, header = line 1; Parquet and JSON: the 1-based
+record number), column and reason: by default loading stops
 with :class:`iotaudit.errors.InventoryError`; with ``skip_bad_rows=True`` the
 bad rows are left out, counted in ``bad_rows`` and listed in ``problems``.
 """
@@ -37,6 +38,7 @@ import json
 import re
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -252,7 +254,7 @@ class TableKind(enum.StrEnum):
     PROFILES = "profiles"   # one row per profile (x group), with a ``devices`` count (load_profiles)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
 class DeviceTable:
     """Where an inventory's rows live, so DuckDB can read them again (``devices``, ``devices.parquet``).
 
@@ -263,6 +265,8 @@ class DeviceTable:
         frame: The all-text table when ``fmt`` is ``frame``.
         memory_limit: DuckDB ``memory_limit`` for every query of this table.
         temp_directory: Where DuckDB spills (default: a fresh directory under the system temp dir).
+        cache: A Parquet copy of a CSV source (its record numbers in ``__rec``), made by :func:`_cache_csv`
+            so the CSV is parsed once, not once per pass; removed when the table is.
     """
 
     fmt: str
@@ -271,6 +275,7 @@ class DeviceTable:
     frame: pd.DataFrame | None = None
     memory_limit: str = MEMORY_LIMIT
     temp_directory: str | None = None
+    cache: str | None = None
 
     def __post_init__(self) -> None:
         if self.fmt not in ("csv", "parquet", "frame"):
@@ -279,7 +284,9 @@ class DeviceTable:
             raise ValueError("DeviceTable.frame is given exactly when fmt is 'frame'")
 
     def reader_sql(self) -> str:
-        """The DuckDB table expression that reads the source."""
+        """The DuckDB table expression that reads the source (a CSV's Parquet copy, once made)."""
+        if self.cache is not None:
+            return f"read_parquet({_sql_text(self.cache)})"
         files = "[" + ", ".join(_sql_text(p) for p in self.paths) + "]"
         if self.fmt == "csv":
             # all_varchar: the normalisers see text, as a pandas dtype=str read did; blank lines are skipped.
@@ -302,7 +309,8 @@ class DeviceTable:
             present = {col for _, col in self.columns}
             source = [(col, _q(name)) for name, col in self.columns]
             source += [(col, "CAST(NULL AS VARCHAR)") for col in _NORMALISED if col not in present]
-            con.execute(f"CREATE TEMP VIEW __source AS SELECT row_number() OVER () AS {_REC}, "
+            number = _REC if self.cache is not None else f"row_number() OVER () AS {_REC}"
+            con.execute(f"CREATE TEMP VIEW __source AS SELECT {number}, "
                         f"{', '.join(f'{expr} AS {_q(col)}' for col, expr in source)} FROM {self.reader_sql()}")
             text = list(self.text_sql(con).items())
             if DEVICES in present:  # a profile table: its device count as an integer (NULL when it is not one)
@@ -443,8 +451,33 @@ def _source_table(fmt: str, files: Sequence[str], path: Path, kind: TableKind, m
         raise InventoryError(path, [(None, None, f"cannot read inventory ({err})")]) from err
     wanted = _wanted_columns(kind)
     columns = tuple((name, name.strip()) for name in names if name.strip() in wanted)
-    return DeviceTable(fmt, tuple(files), columns, memory_limit=memory_limit, temp_directory=temp_directory), (
-        2 if fmt == "csv" else 1)
+    table = DeviceTable(fmt, tuple(files), columns, memory_limit=memory_limit, temp_directory=temp_directory)
+    if fmt == "csv":
+        table = _cache_csv(table, path)
+    return table, (2 if fmt == "csv" else 1)
+
+
+def _cache_csv(table: DeviceTable, path: Path) -> DeviceTable:
+    """Parse a CSV source once into a Parquet copy (record numbers kept in ``__rec``) for every later pass.
+
+    The grouping, the id check and ``devices.parquet`` each scan the rows; a columnar copy costs one
+    CSV parse instead of one per scan.  The copy lives in a temporary directory removed with the table.
+    """
+    directory = tempfile.mkdtemp(prefix="iotaudit-inventory-", dir=table.temp_directory)
+    target = str(Path(directory) / "rows.parquet")
+    select = ", ".join(f"{_q(name)} AS {_q(col)}" for name, col in table.columns)
+    try:
+        with duckdb.connect(":memory:", config={"memory_limit": table.memory_limit, "temp_directory": directory,
+                                                "preserve_insertion_order": True}) as con:
+            con.execute(f"COPY (SELECT row_number() OVER () AS {_REC}, {select} FROM {table.reader_sql()}) "
+                        f"TO {_sql_text(target)} (FORMAT parquet)")
+    except duckdb.Error as err:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise InventoryError(path, [(None, None, f"cannot read inventory ({err})")]) from err
+    cached = DeviceTable(table.fmt, table.paths, tuple((col, col) for _, col in table.columns), memory_limit=table.memory_limit,
+                         temp_directory=table.temp_directory, cache=target)
+    weakref.finalize(cached, shutil.rmtree, directory, ignore_errors=True)
+    return cached
 
 
 def _wanted_columns(kind: TableKind) -> tuple[str, ...]:
