@@ -301,17 +301,31 @@ class DeviceTable:
         """A DuckDB connection with this table as two views, both with ``__rec``: ``__source`` (the columns as
         stored, missing ones NULL) and ``__raw`` (every column as text, as :func:`_as_text` writes it)."""
         spill = tempfile.mkdtemp(prefix="iotaudit-duckdb-", dir=self.temp_directory)
+        # Record numbers are explicit (a CSV's copy keeps them, Parquet has file_row_number), so DuckDB may
+        # reorder rows and run every pass in parallel out of core; only an in-memory frame is numbered in order.
+        ordered = self.fmt == "frame" or (self.fmt == "csv" and self.cache is None)
         con = duckdb.connect(":memory:", config={
-            "memory_limit": self.memory_limit, "temp_directory": spill, "preserve_insertion_order": True})
+            "memory_limit": self.memory_limit, "temp_directory": spill, "preserve_insertion_order": ordered})
         try:
             if self.frame is not None:
                 con.register(_FRAME, self.frame)
             present = {col for _, col in self.columns}
             source = [(col, _q(name)) for name, col in self.columns]
             source += [(col, "CAST(NULL AS VARCHAR)") for col in _NORMALISED if col not in present]
-            number = _REC if self.cache is not None else f"row_number() OVER () AS {_REC}"
-            con.execute(f"CREATE TEMP VIEW __source AS SELECT {number}, "
-                        f"{', '.join(f'{expr} AS {_q(col)}' for col, expr in source)} FROM {self.reader_sql()}")
+            columns = ", ".join(f"{expr} AS {_q(col)}" for col, expr in source)
+            if self.cache is not None:
+                view = f"SELECT {_REC}, {columns} FROM {self.reader_sql()}"
+            elif self.fmt == "parquet":  # record = rows of the files before this one + row in this file + 1
+                files = "[" + ", ".join(_sql_text(p) for p in self.paths) + "]"
+                counts = con.execute(f"SELECT file_name, num_rows FROM parquet_file_metadata({files})").fetchall()
+                rows = dict(counts)
+                before = np.cumsum([0] + [int(rows[p]) for p in self.paths])[:-1]
+                con.register("__files", pd.DataFrame({"filename": list(self.paths), "base": before.astype(np.int64)}))
+                view = (f"SELECT f.base + r.file_row_number + 1 AS {_REC}, {columns} FROM read_parquet({files}, "
+                        f"union_by_name = true, filename = true, file_row_number = true) r JOIN __files f USING (filename)")
+            else:
+                view = f"SELECT row_number() OVER () AS {_REC}, {columns} FROM {self.reader_sql()}"
+            con.execute(f"CREATE TEMP VIEW __source AS {view}")
             text = list(self.text_sql(con).items())
             if DEVICES in present:  # a profile table: its device count as an integer (NULL when it is not one)
                 text.append((_WEIGHT, f"TRY_CAST({dict(text)[DEVICES]} AS BIGINT)"))
