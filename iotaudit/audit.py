@@ -328,9 +328,9 @@ def _command(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     if args.profiles:
-        inventory = load_profiles(args.profiles, skip_bad_rows=args.skip_bad_rows)
+        inventory = load_profiles(args.profiles, skip_bad_rows=args.skip_bad_rows, memory_limit=args.memory_limit)
     else:
-        inventory = load_inventory(args.inventory, skip_bad_rows=args.skip_bad_rows)
+        inventory = load_inventory(args.inventory, skip_bad_rows=args.skip_bad_rows, memory_limit=args.memory_limit)
     if inventory.bad_rows:
         print(f"iotaudit audit: skipped {inventory.bad_rows} bad row(s) of {inventory.source}")
     result = audit(run, inventory, as_of=args.as_of, horizon_years=args.horizon_years)
@@ -362,6 +362,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--as-of", type=_parse_as_of, default=None, help="validate at this date (default: run time)")
     parser.add_argument("--horizon-years", type=int, default=15, help="how far ahead to look for break dates")
     parser.add_argument("--skip-bad-rows", action="store_true", help="leave bad inventory rows out (they are counted)")
+    parser.add_argument("--memory-limit", default="1GB", metavar="SIZE",
+                        help="DuckDB's memory limit for reading the inventory (default 1GB); past it, it spills to "
+                             "the temp directory (TMPDIR)")
     parser.add_argument("--out", required=True, help="audit directory to create")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(func=_command)

@@ -806,6 +806,9 @@ def _group_rows(
             if dropped and skip_bad_rows:  # rows with an empty or repeated id out: count again without them
                 con.register("__dropped", pd.DataFrame({"rec": np.asarray(dropped, dtype=np.int64)}))
                 tuples = con.execute(tuples_sql(text, f"WHERE {_REC} NOT IN (SELECT rec FROM __dropped)")).df()
+    except duckdb.OutOfMemoryException as err:  # a local limit, not a fact about the inventory
+        raise InventoryError(source, [(None, None, f"DuckDB needs more than memory_limit {table.memory_limit} "
+                                                   f"here (raise --memory-limit, or free the temp directory): {err}")]) from err
     except duckdb.Error as err:
         raise InventoryError(source, [(None, None, f"cannot read inventory ({err})")]) from err
 
