@@ -265,7 +265,7 @@ class DeviceTable:
         frame: The all-text table when ``fmt`` is ``frame``.
         memory_limit: DuckDB ``memory_limit`` for every query of this table.
         temp_directory: Where DuckDB spills (default: a fresh directory under the system temp dir).
-        cache: A Parquet copy of a CSV source (its record numbers in ``__rec``), made by :func:`_cache_csv`
+        cache: A Parquet copy of a CSV source (rows in file order), made by :func:`_cache_csv`
             so the CSV is parsed once, not once per pass; removed when the table is.
     """
 
@@ -314,7 +314,8 @@ class DeviceTable:
             source += [(col, "CAST(NULL AS VARCHAR)") for col in _NORMALISED if col not in present]
             columns = ", ".join(f"{expr} AS {_q(col)}" for col, expr in source)
             if self.cache is not None:
-                view = f"SELECT {_REC}, {columns} FROM {self.reader_sql()}"
+                view = (f"SELECT file_row_number + 1 AS {_REC}, {columns} "
+                        f"FROM read_parquet({_sql_text(self.cache)}, file_row_number = true)")
             elif self.fmt == "parquet":  # record = rows of the files before this one + row in this file + 1
                 files = "[" + ", ".join(_sql_text(p) for p in self.paths) + "]"
                 counts = con.execute(f"SELECT file_name, num_rows FROM parquet_file_metadata({files})").fetchall()
@@ -472,7 +473,7 @@ def _source_table(fmt: str, files: Sequence[str], path: Path, kind: TableKind, m
 
 
 def _cache_csv(table: DeviceTable, path: Path) -> DeviceTable:
-    """Parse a CSV source once into a Parquet copy (record numbers kept in ``__rec``) for every later pass.
+    """Parse a CSV source once into a Parquet copy, rows in file order, for every later pass.
 
     The grouping, the id check and ``devices.parquet`` each scan the rows; a columnar copy costs one
     CSV parse instead of one per scan.  The copy lives in a temporary directory removed with the table.
@@ -483,8 +484,9 @@ def _cache_csv(table: DeviceTable, path: Path) -> DeviceTable:
     try:
         with duckdb.connect(":memory:", config={"memory_limit": table.memory_limit, "temp_directory": directory,
                                                 "preserve_insertion_order": True}) as con:
-            con.execute(f"COPY (SELECT row_number() OVER () AS {_REC}, {select} FROM {table.reader_sql()}) "
-                        f"TO {_sql_text(target)} (FORMAT parquet)")
+            # In file order (preserve_insertion_order; no window, so the CSV is parsed in parallel): the
+            # copy's file_row_number is the record number.
+            con.execute(f"COPY (SELECT {select} FROM {table.reader_sql()}) TO {_sql_text(target)} (FORMAT parquet)")
     except duckdb.Error as err:
         shutil.rmtree(directory, ignore_errors=True)
         raise InventoryError(path, [(None, None, f"cannot read inventory ({err})")]) from err

@@ -251,3 +251,23 @@ def test_report_kernels_filter_a_group_from_the_audit_directory_without_the_inve
     assert got.summary["devices"] == int(inv.group_counts.loc[inv.group_counts["group"] == "g-b", "devices"].sum())
     assert set(got.group_devices["group"]) == {"g-b"}
     assert c.GROUP_DEVICES_DTYPES  # the frame's columns are the documented ones
+
+
+def test_record_numbers_hold_in_a_csv_large_enough_to_be_read_in_parallel(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    bad = 190_001  # 0-based device index of the one bad row, far past DuckDB's first CSV buffer
+    duckdb.connect().execute(
+        f"COPY (SELECT 'thing-' || i AS device_id, 'g' || (i % 7) AS \"group\", 'fw' AS profile, 'us-east-1' AS region, "
+        f"'*' AS endpoints, 'AmazonRootCA1;AmazonRootCA3' AS trust_store, 'rsa;ecdsa' AS key_types, "
+        f"CASE WHEN i = {bad} THEN 'weird' ELSE 'modern' END AS path_builder, repeat('x', 120) AS note "
+        f"FROM range(250000) t(i)) TO '{path}' (HEADER)")
+    assert path.stat().st_size > 32 * 2**20
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path)
+    assert [(r, col) for r, col, _ in info.value.problems] == [(bad + 2, "path_builder")]
+    inv = load_inventory(path, skip_bad_rows=True)
+    assert inv.device_count == 249_999 and inv.profiles.iloc[0]["first_row"] == 2
+    devices = inv.devices
+    assert devices["device_id"].iloc[0] == "thing-0" and devices["device_id"].iloc[-1] == "thing-249999"
+    ids = devices["device_id"].str.slice(6).astype(int).to_numpy()
+    assert (np.diff(ids) > 0).all()
