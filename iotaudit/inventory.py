@@ -238,6 +238,7 @@ def _as_text(value: Any) -> str:
 
 MEMORY_LIMIT = "1GB"            # DuckDB's memory_limit for inventory queries; past it, it spills to temp_directory
 DEVICE_FILE_ROWS = 5_000_000    # devices.parquet is one file up to this many devices, else a directory of files
+ID_CHUNK_ROWS = 10_000_000      # the duplicate-id check holds at most about this many ids at once (fits 1GB)
 _REC = "__rec"                  # 1-based record number in the source (files in the order read)
 _ROW_BAD = "__row_bad"          # a problem of the row itself: empty device_id, or a profile row's device count
 _N = "__n"                      # devices of a tuple
@@ -787,10 +788,15 @@ def _group_rows(
             bad_values = {col: {v: why for v, (_, why) in res.items() if why} for col, res in results.items()}
             dups: set[str] = set()
             ids: list[str] = []
-            if kind is TableKind.DEVICES:  # one pass over the ids: the repeated ones and the empty ones
-                ids = [row[0] for row in con.execute(
-                    f"SELECT {text[DEVICE_ID]} AS v FROM __source GROUP BY v "
-                    f"HAVING count(*) > 1 OR {_blank_sql('v')}").fetchall()]
+            if kind is TableKind.DEVICES:  # the repeated ids and the empty ones
+                # Every id is held once in a hash table; past ID_CHUNK_ROWS devices the ids are split by hash
+                # into chunks, one pass each, so the table fits memory_limit whatever the fleet size.
+                chunks = max(1, -(-int(tuples[_N].sum()) // ID_CHUNK_ROWS))
+                for chunk in range(chunks):
+                    where = f"WHERE hash({text[DEVICE_ID]}) % {chunks} = {chunk}" if chunks > 1 else ""
+                    ids += [row[0] for row in con.execute(
+                        f"SELECT {text[DEVICE_ID]} AS v FROM __source {where} GROUP BY v "
+                        f"HAVING count(*) > 1 OR {_blank_sql('v')}").fetchall()]
                 dups = {v for v in ids if v.strip()}
             if ids or tuples[_ROW_BAD].any() or any(bad_values.values()):
                 # Only now is the device table searched for the bad rows themselves (their record numbers).

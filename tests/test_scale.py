@@ -111,6 +111,16 @@ def test_skipped_duplicates_are_left_out_of_counts_and_devices(tmp_path: Path) -
         {"profile_key": "fw", "group": "g1", "devices": 2}]
 
 
+def test_duplicate_ids_are_found_when_the_id_check_runs_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("iotaudit.inventory.ID_CHUNK_ROWS", 2)
+    path = write(tmp_path, *(f"d{i},g,fw,us-east-1,*,AmazonRootCA1,rsa,,,," for i in range(9)),
+                 "d4,g,fw,us-east-1,*,AmazonRootCA1,rsa,,,,", ",g,fw,us-east-1,*,AmazonRootCA1,rsa,,,,")
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path)
+    assert info.value.problems == [(11, "device_id", "duplicate device_id 'd4' (first on row 6)"),
+                                   (12, "device_id", "device_id is empty")]
+
+
 def test_a_header_only_inventory_has_no_profiles(tmp_path: Path) -> None:
     inv = load_inventory(write(tmp_path))
     assert inv.device_count == 0 and inv.profiles.empty and inv.group_counts.empty
