@@ -104,6 +104,18 @@ def generate(path: Path, fmt: str, n_devices: int, profiles: pd.DataFrame) -> Pa
     return path
 
 
+def peak_rss_mb() -> float:
+    """This process's RSS high-water mark since exec (VmHWM), in MiB.
+
+    Not ``ru_maxrss``: Linux carries that across fork and exec, so a child would report its parent's
+    RSS at fork (here the generator's) whenever that is larger than its own.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_one(run_dir: Path, inventory: Path, sample: int, memory_limit: str) -> dict:
     """Load + audit + write one inventory in this process; returns timings, peak RSS and the per-device baseline."""
     from iotaudit.audit import audit, write_audit
@@ -115,13 +127,13 @@ def run_one(run_dir: Path, inventory: Path, sample: int, memory_limit: str) -> d
     t0 = time.perf_counter()
     inv = load_inventory(inventory, memory_limit=memory_limit, temp_directory=inventory.parent)
     t1 = time.perf_counter()
-    load_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load_mb = peak_rss_mb()
     result = audit(run, inv)
     t2 = time.perf_counter()
     out = write_audit(result, inventory.parent / "audit", inventory=inv)
     t3 = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    peak_mb = usage.ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     cpu_s = usage.ru_utime + usage.ru_stime  # every thread's (DuckDB's too): robust where the cores are shared
     devices_out = out / "devices.parquet"
     written = sum(p.stat().st_size for p in ([devices_out] if devices_out.is_file() else devices_out.rglob("*.parquet")))
