@@ -37,7 +37,7 @@ _EXPORTS: dict[str, str] = {
     "write_esp_bundle": "firmware", "read_esp_bundle": "firmware", "read_findings": "firmware",
     "join_inventory": "fleetjoin", "ScanError": "errors",
     # 4 analyse
-    "Inventory": "inventory", "load_inventory": "inventory", "Profile": "profiles",
+    "Inventory": "inventory", "load_inventory": "inventory", "load_profiles": "inventory", "Profile": "profiles",
     "Stack": "stacks", "STACKS": "stacks", "get_stack": "stacks",
     "PathBuilder": "columns", "PathVerdict": "paths", "PathEngine": "paths", "validate_chain": "paths",
     "anchor_label": "paths",

@@ -24,12 +24,21 @@ crosscheck                  per profile x chain: the model's verdict next to the
                             (``--cross-check``; empty otherwise), :func:`cross_check`
 firmware_notes              per profile x note of ``iotaudit scan`` (``--scan``; empty otherwise),
                             :func:`iotaudit.scan_notes.inventory_notes`
+group_devices               devices per group x profile (what a group filter needs)
 summary.json                headline numbers
+devices.parquet             one row per device: device_id, group, profile, verdict,
+                            firmware_break_date, worst_pin_risk (a directory of Parquet
+                            files past ``inventory.DEVICE_FILE_ROWS`` devices; absent for
+                            ``--profiles``, which has no devices)
 =========================== ==============================================================
 
-Every verdict is computed once per distinct profile and joined back to
-devices by ``profile_key``; the device table is touched only by vectorised
-group-bys, which is what makes a 10M-device inventory cheap.
+``--profiles FILE`` audits a pre-aggregated profile table instead of a device
+inventory (:func:`iotaudit.inventory.load_profiles`; the SQL that makes one in a
+warehouse is in ``docs/profile-table.md``): the verdicts are the same.
+
+Every verdict is computed once per distinct profile; device counts come from the
+inventory's per profile x group counts (DuckDB grouped the device table out of
+core), and the device table is read again only to write ``devices.parquet``.
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ from .columns import as_utc
 from .errors import OptionError, RunError
 from .firmware import read_findings
 from .hypothetical import HypotheticalPki
-from .inventory import Inventory, load_inventory
+from .inventory import Inventory, load_inventory, load_profiles
 from .options import ExitStatus, FailOn, crosses
 from .paths import PathEngine
 from .profiles import Profile, chain_observations, meets
@@ -75,7 +84,7 @@ from .store import load_run, write_atomically
 SUMMARY = "summary.json"
 # Frames added after the first audit format: an older audit directory without them loads them empty.
 _ADDED_FRAMES = {"stack_alternatives": c.STACK_ALTERNATIVES_DTYPES, "crosscheck": c.CROSSCHECK_DTYPES,
-                 "firmware_notes": c.FIRMWARE_NOTES_DTYPES}
+                 "firmware_notes": c.FIRMWARE_NOTES_DTYPES, "group_devices": c.GROUP_DEVICES_DTYPES}
 FORMAT = "iotaudit-audit/1"
 # The last instant X.509 can express (RFC 5280 section 4.1.2.5: 99991231235959Z): as_of plus the
 # horizon must stay before it.
@@ -121,7 +130,12 @@ def unknown_observations(run: Any, profiles: Sequence[Profile]) -> dict[str, Any
 FRAMES = (
     "coverage", "fleet", "profiles", "roots_to_add", "stack_alternatives", "expiry", "chain_breaks",
     "certificates_expiry", "anchors_expiry", "cliff", "pins", "pin_risks_ranked", "crosscheck", "firmware_notes",
+    "group_devices",
 )
+DEVICES_FILE = "devices.parquet"
+# devices.parquet's per-device firmware-side break date: the expiry frame's firmware_break_date (update the
+# firmware by then), joined on the device's profile.
+DEVICE_BREAK_DATE_SOURCE = c.FIRMWARE_BREAK_DATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +157,7 @@ class AuditResult:
         pin_risks_ranked: Ranked pinning risks.
         crosscheck: Per profile x chain, the model's verdict and the real library's (``--cross-check``).
         firmware_notes: Per profile x note of the firmware scan (``--scan``; empty otherwise).
+        group_devices: Devices per group x profile (:data:`iotaudit.columns.GROUP_DEVICES_DTYPES`).
         summary: Headline numbers (JSON-serialisable).
     """
 
@@ -160,6 +175,7 @@ class AuditResult:
     pin_risks_ranked: pd.DataFrame
     crosscheck: pd.DataFrame = field(default_factory=lambda: c.typed_frame([], c.CROSSCHECK_DTYPES))
     firmware_notes: pd.DataFrame = field(default_factory=lambda: c.typed_frame([], c.FIRMWARE_NOTES_DTYPES))
+    group_devices: pd.DataFrame = field(default_factory=lambda: c.typed_frame([], c.GROUP_DEVICES_DTYPES))
     summary: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -235,7 +251,7 @@ def _summary(
         devices_by_verdict[verdict_of[key]] += int(devices)
     # Groups: a group's verdict is the worst verdict of any of its devices (coverage's verdict order);
     # a group none of whose devices meets a chain is not-applicable, not covered.
-    pairs = inventory.devices.groupby([c.GROUP, c.PROFILE_KEY], observed=True).size().reset_index()[[c.GROUP, c.PROFILE_KEY]]
+    pairs = inventory.group_counts[[c.GROUP, c.PROFILE_KEY]].copy()
     pairs["rank"] = pairs[c.PROFILE_KEY].astype(str).map(lambda k: VERDICT_ORDER[verdict_of[k]])
     pairs["meets_none"] = pairs[c.PROFILE_KEY].astype(str).map(lambda k: verdict_of[k] == Verdict.NOT_APPLICABLE.value)
     per_group = pairs.groupby(c.GROUP, observed=True).agg(rank=("rank", "max"), meets_none=("meets_none", "all"))
@@ -434,8 +450,28 @@ def audit(
         coverage=cov.coverage, fleet=cov.fleet, profiles=cov.profiles, roots_to_add=cov.roots_to_add,
         stack_alternatives=alternatives, expiry=expiry, chain_breaks=chain_breaks,
         certificates_expiry=certificates_expiry, anchors_expiry=anchors_expiry, cliff=cliff, pins=pins,
-        pin_risks_ranked=ranked, crosscheck=checked, firmware_notes=firmware, summary=summary,
+        pin_risks_ranked=ranked, crosscheck=checked, firmware_notes=firmware,
+        group_devices=c.typed_frame(inventory.group_counts.rename(columns={c.PROFILE_KEY: c.PROFILE}).astype(
+            {c.GROUP: str, c.PROFILE: str}), c.GROUP_DEVICES_DTYPES),
+        summary=summary,
     )
+
+
+def device_results(result: AuditResult) -> pd.DataFrame:
+    """Per profile, what ``devices.parquet`` says of each of its devices (:data:`~iotaudit.columns.DEVICE_RESULT_DTYPES`).
+
+    ``verdict`` is the profile's worst verdict, ``firmware_break_date`` the expiry frame's
+    :data:`DEVICE_BREAK_DATE_SOURCE` (update the firmware by then), ``worst_pin_risk`` the most severe of
+    the profile's ranked pinning risks (the first in rank order among equals; "" when none).
+    """
+    out = result.profiles[[c.PROFILE, VERDICT]].astype({c.PROFILE: str, VERDICT: str})
+    dates = result.expiry[[c.PROFILE, DEVICE_BREAK_DATE_SOURCE]].astype({c.PROFILE: str})
+    out = out.merge(dates.rename(columns={DEVICE_BREAK_DATE_SOURCE: c.FIRMWARE_SIDE_BREAK_DATE}), on=c.PROFILE, how="left")
+    ranked = result.pin_risks_ranked
+    worst = ranked.sort_values([c.SEVERITY_COL, c.RANK], ascending=[False, True], kind="stable").drop_duplicates(c.PROFILE)
+    worst = dict(zip(worst[c.PROFILE].astype(str), worst[c.RISK].astype(str), strict=True))
+    out[c.WORST_PIN_RISK] = out[c.PROFILE].map(lambda key: worst.get(key, ""))
+    return c.typed_frame(out, c.DEVICE_RESULT_DTYPES)
 
 
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
@@ -447,8 +483,13 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_audit(result: AuditResult, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+def write_audit(
+    result: AuditResult, out_dir: str | Path, *, overwrite: bool = False, inventory: Inventory | None = None,
+) -> Path:
     """Write every frame as ``<name>.parquet`` and ``<name>.csv`` plus ``summary.json``, atomically.
+
+    With the ``inventory`` the audit was made from (one with device rows), also ``devices.parquet``:
+    DuckDB joins the device table with :func:`device_results` and writes it, no device entering Python.
 
     Returns:
         The audit directory.
@@ -462,6 +503,8 @@ def write_audit(result: AuditResult, out_dir: str | Path, *, overwrite: bool = F
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
             _csv_ready(frame).to_csv(tmp / f"{name}.csv", index=False)
         (tmp / SUMMARY).write_text(json.dumps(dict(result.summary), indent=2, default=str) + "\n", encoding="utf-8")
+        if inventory is not None and inventory.has_devices:
+            inventory.write_devices(tmp / DEVICES_FILE, device_results(result))
 
     return write_atomically(out_dir, fill, overwrite=overwrite)
 
@@ -501,8 +544,10 @@ def audit_command(args: argparse.Namespace) -> int:
         check_horizon(args.as_of, args.horizon_years, option="--as-of")
     run = load_run(args.run)
     findings = read_findings(args.scan) if args.scan else None
-    inventory = load_inventory(args.inventory, skip_bad_rows=args.skip_bad_rows, allow_outside=args.allow_outside,
-                               max_store_certificates=args.max_store_certificates)
+    load = load_profiles if args.profiles else load_inventory
+    inventory = load(args.profiles or args.inventory, skip_bad_rows=args.skip_bad_rows,
+                     allow_outside=args.allow_outside, max_store_certificates=args.max_store_certificates,
+                     memory_limit=args.memory_limit)
     if inventory.bad_rows:
         print(f"iotaudit audit: skipped {inventory.bad_rows} bad row(s) of {inventory.source}:", file=sys.stderr)
         for row, column, reason in inventory.problems[:SKIPPED_ROWS_LISTED]:
@@ -517,7 +562,7 @@ def audit_command(args: argparse.Namespace) -> int:
     crossed = crosses(result.summary["devices_by_verdict"], args.fail_on)
     summary = {**result.summary, "fail_on": str(args.fail_on), "threshold_crossed": crossed}
     result = AuditResult(**{name: getattr(result, name) for name in FRAMES}, summary=summary)
-    out = write_audit(result, args.out, overwrite=args.overwrite)
+    out = write_audit(result, args.out, overwrite=args.overwrite, inventory=inventory)
     s = result.summary
     print(
         f"{s['devices']} devices in {s['profiles']} profiles: {s['devices_covered']} covered, "
@@ -543,5 +588,5 @@ def audit_command(args: argparse.Namespace) -> int:
     return ExitStatus.THRESHOLD if crossed else ExitStatus.OK
 
 
-__all__ = ["AuditResult", "FailOn", "audit", "audit_command", "cross_check", "crosses", "load_audit",
-           "unknown_observations", "write_audit"]
+__all__ = ["AuditResult", "FailOn", "audit", "audit_command", "cross_check", "crosses", "device_results",
+           "load_audit", "unknown_observations", "write_audit"]

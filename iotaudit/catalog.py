@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from cryptography import x509
 
 from . import columns as c
 from .certs import cert_sha256, certificate_record, load_pem_file, load_pem_x509_certificates, spki_sha256
 from .errors import CatalogError, PemError
+
+if TYPE_CHECKING:
+    import pandas as pd  # the frame methods import it when called: ``iotaudit collect`` runs without pandas
 
 
 class CatalogRole(str, Enum):
@@ -167,6 +170,8 @@ class Catalog:
         Returns:
             A copy of ``certificates`` with the three catalogue columns set.
         """
+        import pandas as pd
+
         out = certificates.copy()
         names, matches, statuses = [], [], []
         for fp, spki in zip(out[c.SHA256], out[c.SPKI_SHA256], strict=True):
@@ -179,8 +184,20 @@ class Catalog:
         out[c.CATALOG_STATUS] = pd.Categorical(statuses)
         return out
 
+    def label_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """One certificates row (:func:`iotaudit.certs.certificate_record`) with its catalogue columns set."""
+        entry, match = self.identify(record[c.SHA256], record[c.SPKI_SHA256])
+        return {**record, c.CATALOG_NAME: entry.name if entry else "", c.CATALOG_MATCH: match.value,
+                c.CATALOG_STATUS: entry.status.value if entry else ""}
+
     def to_frame(self) -> pd.DataFrame:
         """One row per entry with the columns of :data:`iotaudit.columns.CATALOG_DTYPES`."""
+        frame = c.typed_frame(self.records(), c.CATALOG_DTYPES)
+        frame.attrs["catalog_kind"] = self.kind
+        return frame
+
+    def records(self) -> list[dict[str, Any]]:
+        """:meth:`to_frame`'s rows as dicts (no pandas)."""
         rows = []
         for e in self.entries:
             rec = certificate_record(e.certificate)
@@ -190,9 +207,7 @@ class Catalog:
                 c.SPKI_SHA256: rec[c.SPKI_SHA256], c.SPKI_PIN: rec[c.SPKI_PIN], c.SUBJECT: rec[c.SUBJECT],
                 c.ISSUER: rec[c.ISSUER], c.NOT_AFTER: rec[c.NOT_AFTER], c.SOURCE: e.source, c.PEM: rec[c.PEM],
             })
-        frame = c.typed_frame(rows, c.CATALOG_DTYPES)
-        frame.attrs["catalog_kind"] = self.kind
-        return frame
+        return rows
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, kind: str = "aws") -> Catalog:

@@ -227,9 +227,17 @@ def _register_audit(subparsers: argparse._SubParsersAction) -> None:
         epilog=AUDIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run", help="run directory (iotaudit collect / import)")
-    parser.add_argument("--inventory", required=True, help="device inventory (.csv, .parquet or .json)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--inventory", help="device inventory: .csv, .parquet, .json, a glob of them, "
+                                            "or a directory of Parquet files (a partitioned dataset)")
+    source.add_argument("--profiles", metavar="FILE",
+                        help="pre-aggregated profile table instead: the inventory's columns without "
+                             "device_id, plus devices (docs/profile-table.md); no devices.parquet is written")
     parser.add_argument("--as-of", type=as_of_option, default=None, metavar="DATE",
                         help="validate at this ISO 8601 date or date-time with a time zone (default: run time)")
+    parser.add_argument("--memory-limit", default="1GB", metavar="SIZE",
+                        help="DuckDB's memory limit for reading the inventory (default 1GB); past it, it spills to "
+                             "the temp directory (TMPDIR)")
     parser.add_argument("--horizon-years", type=positive_int, default=15, metavar="N",
                         help="how far ahead to look for break dates (default 15)")
     parser.add_argument("--fail-on", choices=[f.value for f in FailOn], default=FailOn.BROKEN.value,

@@ -35,14 +35,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from OpenSSL import SSL, crypto
 
 from . import columns as c
 from .catalog import Catalog, aws_catalog
-from .certs import certificates_frame, load_der_x509_certificate
+from .certs import certificate_record, load_der_x509_certificate
 from .columns import SUMMARY_CHAIN, SUMMARY_EARLIEST, SUMMARY_TOP, Probe, ProbeStatus
 from .discover import (
     Target,
@@ -54,7 +53,10 @@ from .discover import (
 )
 from .errors import IotauditError, OptionError, PemError, TargetError
 from .options import ExitStatus
-from .store import Run, load_run, make_manifest, write_run_or_keep
+from .store import Run, RunRecords, load_run, make_manifest, preload_writer, write_run_or_keep
+
+if TYPE_CHECKING:
+    import pandas as pd  # summarize() imports it; the collect command runs without it (issue 11)
 
 DEFAULT_PROBES: tuple[Probe, ...] = (Probe.RSA_TLS12, Probe.ECDSA_TLS12, Probe.TLS13)
 
@@ -583,6 +585,7 @@ def collect(
     client_certificate: str | Path | None = None,
     client_key: str | Path | None = None,
     parameters: Mapping[str, Any] | None = None,
+    build: Callable[..., Any] | None = None,
 ) -> Run:
     """Probe every target with every probe, concurrently, and return the collection as a :class:`~iotaudit.store.Run`.
 
@@ -596,6 +599,8 @@ def collect(
         client_certificate: PEM client certificate to present to endpoints that ask for one.
         client_key: Its private key (default: the same file).
         parameters: Extra entries for the manifest's ``parameters`` (e.g. how targets were discovered).
+        build: Turns the results into what is returned (default :func:`run_from_results`; the command
+            passes :func:`run_records`, which needs no pandas).
 
     Returns:
         A run whose ``created_at`` is the start of the collection (UTC); one observation per target x probe,
@@ -645,8 +650,8 @@ def collect(
         "client_certificate": bool(cert),
     }
     params.update(parameters or {})
-    return run_from_results([r for r in results if r is not None], catalog=catalog, created_at=created_at,
-                            parameters=params)
+    return (build or run_from_results)([r for r in results if r is not None], catalog=catalog, created_at=created_at,
+                                       parameters=params)
 
 
 def run_from_results(
@@ -664,6 +669,17 @@ def run_from_results(
         created_at: The run's time (tz-aware).
         parameters: The manifest's ``parameters``.
     """
+    return run_records(results, catalog=catalog, created_at=created_at, parameters=parameters).to_run()
+
+
+def run_records(
+    results: Sequence[ProbeResult],
+    *,
+    catalog: Catalog,
+    created_at: datetime,
+    parameters: Mapping[str, Any],
+) -> RunRecords:
+    """:func:`run_from_results` as plain rows (:class:`~iotaudit.store.RunRecords`), without pandas."""
     observations, chains = [], []
     ders: dict[str, bytes] = {}
     for oid, res in enumerate(results):
@@ -679,23 +695,18 @@ def run_from_results(
         for position, (digest, der) in enumerate(zip(digests, res.chain, strict=True)):
             chains.append({c.OBSERVATION_ID: oid, c.POSITION: position, c.SHA256: digest})
             ders.setdefault(digest, der)
-    certs = []
+    certificates = []
     for digest, der in ders.items():
         try:
-            certs.append(load_der_x509_certificate(der))
+            cert = load_der_x509_certificate(der)
         except ValueError:
             # A served blob that is not a certificate stays in chains (by hash) but
             # cannot get a certificates row; the analysis treats it as unknown.
             continue
-    certificates = catalog.label_frame(certificates_frame(certs))
+        certificates.append(catalog.label_record(certificate_record(cert)))
     manifest = make_manifest(catalog_kind=catalog.kind, parameters=parameters, created_at=created_at)
-    return Run(
-        observations=c.typed_frame(observations, c.OBSERVATION_DTYPES),
-        chains=c.typed_frame(chains, c.CHAIN_DTYPES),
-        certificates=c.typed_frame(certificates, c.CERTIFICATE_DTYPES),
-        catalog=catalog.to_frame(),
-        manifest=manifest,
-    )
+    return RunRecords(tables={"observations": observations, "chains": chains, "certificates": certificates,
+                              "catalog": catalog.records()}, manifest=manifest)
 
 
 # --- summary ------------------------------------------------------------------
@@ -710,6 +721,8 @@ def summarize(run: Run) -> pd.DataFrame:
     ``(key)`` when only its key matches, e.g. a cross-signed copy),
     ``chain_length``, ``earliest_not_after`` and ``error``.
     """
+    import pandas as pd
+
     certs = run.certificates.set_index(c.SHA256)
     cn = certs[c.SUBJECT_CN].to_dict() if len(certs) else {}
     name = certs[c.CATALOG_NAME].to_dict() if len(certs) else {}
@@ -845,18 +858,21 @@ def collect_command(args: argparse.Namespace) -> int:
         raise OptionError("--probes", ",".join(unknown), f"unknown probe (use {', '.join(k.value for k in _VERSIONS)})")
     if not args.overwrite and Path(args.out).exists():
         raise OptionError("--out", args.out, "already exists (choose a new directory, or --overwrite)")
-    run = collect(
+    preload_writer()  # pyarrow's import overlaps the handshakes
+    recorded = collect(
         targets, probes=probes, timeout=args.timeout, concurrency=args.concurrency,
         progress=False if args.quiet else None, catalog=catalog,
-        client_certificate=args.client_cert, client_key=args.client_key, parameters=sources,
+        client_certificate=args.client_cert, client_key=args.client_key, parameters=sources, build=run_records,
     )
-    written = write_run_or_keep(run, args.out, overwrite=args.overwrite)
+    # pyarrow only (RunRecords): this command never imports pandas (issue 11); a path that cannot be
+    # written keeps the collection in a fallback directory (write_run_or_keep).
+    written = write_run_or_keep(recorded, args.out, overwrite=args.overwrite)
     if not args.quiet:
-        print(format_summary(summarize(written), width=terminal_width()))
-    print(written.path)
-    statuses = written.observations[c.STATUS].astype(str)
-    local = int((statuses == ProbeStatus.LOCAL_ERROR.value).sum())
-    used = int(written.manifest.get("parameters", {}).get("concurrency_used", args.concurrency))
+        print(format_records_summary(recorded))
+    print(written)
+    statuses = [str(obs[c.STATUS]) for obs in recorded.tables["observations"]]
+    local = sum(status == ProbeStatus.LOCAL_ERROR.value for status in statuses)
+    used = int(recorded.manifest.get("parameters", {}).get("concurrency_used", args.concurrency))
     if used < min(args.concurrency, len(statuses)):
         print(f"iotaudit collect: note: ran {used} probes at a time, not {args.concurrency}: the open-files limit "
               "(ulimit -n) allows no more", file=sys.stderr)
@@ -872,3 +888,27 @@ def show_command(args: argparse.Namespace) -> int:
     """``iotaudit show``; returns the exit status."""
     print(format_summary(summarize(load_run(args.run)), width=None if args.wide else terminal_width()))
     return ExitStatus.OK
+
+
+def format_records_summary(recorded: RunRecords) -> str:
+    """:func:`format_summary` of a collection still in rows (the same lines, no pandas)."""
+    certs = {row[c.SHA256]: row for row in recorded.tables["certificates"]}
+    head = [c.HOST, c.PORT, c.LABEL, c.PROBE, c.STATUS, c.TLS_VERSION, c.CIPHER, SUMMARY_CHAIN, SUMMARY_TOP,
+            c.CHAIN_LENGTH, SUMMARY_EARLIEST, c.ERROR]
+    rows = []
+    for obs in recorded.tables["observations"]:
+        chain = list(obs[c.CHAIN_SHA256] or [])
+        top = ""
+        if chain and chain[-1] in certs:
+            top = str(certs[chain[-1]][c.CATALOG_NAME] or "")
+            if top and certs[chain[-1]][c.CATALOG_MATCH] == "key":
+                top += " (key)"
+        dates = [certs[s][c.NOT_AFTER] for s in chain if s in certs]
+        rows.append([obs[c.HOST], obs[c.PORT], obs[c.LABEL], obs[c.PROBE], obs[c.STATUS], obs[c.TLS_VERSION],
+                     obs[c.CIPHER], " <- ".join(str(certs[s][c.SUBJECT_CN]) if s in certs else s[:12] for s in chain),
+                     top, len(chain), min(dates).strftime("%Y-%m-%d") if dates else "", (obs[c.ERROR] or "")[:60]])
+    if not rows:
+        return "(no observations)"
+    cells = [[str(v if v is not None else "") for v in row] for row in [head, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+    return "\n".join(" ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells)

@@ -8,16 +8,40 @@ the exact strings that appear in DataFrames, Parquet, JSON and HTML.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported by the functions and the two dtypes that need it (module __getattr__ below,
+# PEP 562), not here: every module imports this one, and ``iotaudit collect`` runs without pandas
+# (issue 11: a scheduled collect of 20 endpoints starts in well under a second).
 
 # Times are tz-aware UTC at microsecond resolution, not nanoseconds: RFC 5280
 # section 4.1.2.5 lets a certificate say "no expiry" as 99991231235959Z, which
 # is outside the datetime64[ns] range (year 2262).
 TIME = "datetime64[us, UTC]"
+
+
+@dataclass(frozen=True, slots=True)
+class CategoricalOf:
+    """A categorical dtype named without importing pandas; :func:`typed_frame` makes it a ``pd.CategoricalDtype``."""
+
+    categories: tuple[str, ...]
+    ordered: bool = False
+
+    def __post_init__(self) -> None:
+        if len(set(self.categories)) != len(self.categories):
+            raise ValueError(f"categories must be distinct: {self.categories}")
+
+    def pandas(self) -> Any:
+        """The ``pd.CategoricalDtype`` (these categories in this order; ordered if ``ordered``)."""
+        import pandas as pd
+
+        return pd.CategoricalDtype(list(self.categories), ordered=self.ordered)
 
 
 class Probe(str, Enum):
@@ -311,7 +335,7 @@ class Verdict(str, Enum):
         return self.value
 
 
-VERDICT_DTYPE = pd.CategoricalDtype([v.value for v in Verdict])
+VERDICT_CATEGORIES = CategoricalOf(tuple(v.value for v in Verdict))  # VERDICT_DTYPE: the pandas dtype (below)
 # Worst first: the order reports, figures and metrics list verdicts in.
 VERDICTS_WORST_FIRST = (Verdict.BROKEN.value, Verdict.AT_RISK.value, Verdict.COVERED.value, Verdict.NOT_APPLICABLE.value)
 
@@ -335,7 +359,7 @@ COVERAGE_DTYPES: dict[str, Any] = {
     ANCHOR_NAME: "string",
     PATH_SHA256: "object",
     REASON: "string",
-    VERDICT: VERDICT_DTYPE,
+    VERDICT: VERDICT_CATEGORIES,
     RISKS: "object",
 }
 
@@ -392,7 +416,7 @@ FLEET_DTYPES: dict[str, Any] = {
     HOST: "string",
     PORT: "int32",
     KEY_TYPE: "category",
-    VERDICT: VERDICT_DTYPE,
+    VERDICT: VERDICT_CATEGORIES,
     DEVICES: "int64",
     PROFILES: "object",
 }
@@ -410,7 +434,7 @@ PROFILE_VERDICT_DTYPES: dict[str, Any] = {
     DEVICES: "int64",
     GROUPS: "object",
     TLS_STACK: "category",
-    VERDICT: VERDICT_DTYPE,
+    VERDICT: VERDICT_CATEGORIES,
     CHAINS: "int64",
     COVERED: "int64",
     AT_RISK: "int64",
@@ -524,7 +548,7 @@ class FirmwareCause(StrEnum):
     NONE = "none"
 
 
-FIRMWARE_CAUSE_DTYPE = pd.CategoricalDtype([k.value for k in FirmwareCause])
+FIRMWARE_CAUSE_CATEGORIES = CategoricalOf(tuple(k.value for k in FirmwareCause))  # FIRMWARE_CAUSE_DTYPE: pandas
 
 
 class BreakState(str, Enum):
@@ -546,7 +570,7 @@ BREAK_DATE_COLUMNS: dict[str, Any] = {
     GROUPS: "object",
     TLS_STACK: "category",
     FIRMWARE_BREAK_DATE: TIME,   # update the firmware by then: nothing AWS could serve validates after it (NaT: not within horizon)
-    FIRMWARE_BREAK_CAUSE_KIND: FIRMWARE_CAUSE_DTYPE,
+    FIRMWARE_BREAK_CAUSE_KIND: FIRMWARE_CAUSE_CATEGORIES,
     FIRMWARE_BREAK_CAUSE_NAME: "string",
     FIRMWARE_BREAK_CAUSE_SHA256: "string",
     FIRMWARE_BREAK_CAUSE: "string",
@@ -609,8 +633,8 @@ STACK_ALTERNATIVES_DTYPES: dict[str, Any] = {
     PROFILE: "category",
     TLS_STACK: "category",       # the profile's own stack
     OTHER_STACK: "category",
-    VERDICT: VERDICT_DTYPE,      # the profile's worst verdict on its own stack
-    OTHER_VERDICT: VERDICT_DTYPE,  # its worst verdict with the same store on other_stack
+    VERDICT: VERDICT_CATEGORIES,      # the profile's worst verdict on its own stack
+    OTHER_VERDICT: VERDICT_CATEGORIES,  # its worst verdict with the same store on other_stack
     CHANGED: "bool",
     DEVICES: "int64",
     CHAINS: "int64",             # chains it meets
@@ -752,6 +776,8 @@ def as_list(value: Any) -> list[Any]:
         return []
     if isinstance(value, str):
         return [v for v in (p.strip() for p in value.split(";")) if v]
+    import pandas as pd
+
     try:
         if pd.isna(value):
             return []
@@ -770,6 +796,8 @@ def typed_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame, dtypes: Map
     Returns:
         A new DataFrame; list-valued ``object`` columns are left as Python lists.
     """
+    import pandas as pd
+
     frame = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(list(records))
     for column in dtypes:
         if column not in frame.columns:
@@ -778,7 +806,9 @@ def typed_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame, dtypes: Map
     for column, dtype in dtypes.items():
         if dtype == "object":
             continue
-        if dtype == TIME:
+        if isinstance(dtype, CategoricalOf):
+            frame[column] = frame[column].astype(dtype.pandas())
+        elif dtype == TIME:
             frame[column] = pd.to_datetime(frame[column], utc=True).astype(TIME)
         else:
             frame[column] = frame[column].astype(dtype)
@@ -906,7 +936,7 @@ SCAN_PROFILE_COLUMNS: dict[str, Any] = {
 
 FIRMWARE_NOTE_COLUMNS: dict[str, Any] = {
     PROFILE: "string",
-    SEVERITY_COL: pd.CategoricalDtype([s.value for s in NoteSeverity], ordered=True),
+    SEVERITY_COL: CategoricalOf(tuple(s.value for s in NoteSeverity), ordered=True),
     NOTE: "string",
     FILE: "string",
     OFFSET: "Int64",
@@ -923,3 +953,30 @@ FIRMWARE_NOTES_DTYPES: dict[str, Any] = {
     DEVICES: "int64",            # devices of that profile
 }
 # --- end of the firmware scan block ------------------------------------------
+
+
+# --- fleet scale: devices per group x profile, and the per-device output (iotaudit.auditing) ---
+GROUP_DEVICES_DTYPES: dict[str, Any] = {   # the audit's group_devices frame: what a group filter needs
+    GROUP: "string",
+    PROFILE: "string",           # the profile key
+    DEVICES: "int64",
+}
+# devices.parquet's firmware-side break date is the expiry frame's FIRMWARE_BREAK_DATE column (same name).
+FIRMWARE_SIDE_BREAK_DATE = FIRMWARE_BREAK_DATE
+WORST_PIN_RISK = "worst_pin_risk"                 # devices.parquet: the profile's most severe pinning risk ("" = none)
+DEVICE_RESULT_DTYPES: dict[str, Any] = {   # devices.parquet, after device_id, group, profile
+    PROFILE: "string",
+    VERDICT: "string",
+    FIRMWARE_SIDE_BREAK_DATE: TIME,
+    WORST_PIN_RISK: "string",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``VERDICT_DTYPE`` and ``FIRMWARE_CAUSE_DTYPE``: pandas categorical dtypes, built on first use (PEP 562)."""
+    lazy = {"VERDICT_DTYPE": VERDICT_CATEGORIES, "FIRMWARE_CAUSE_DTYPE": FIRMWARE_CAUSE_CATEGORIES}
+    if name in lazy:
+        dtype = lazy[name].pandas()
+        globals()[name] = dtype
+        return dtype
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

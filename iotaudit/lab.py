@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cache
@@ -652,6 +653,11 @@ class _Connection(asyncio.Protocol):
         self.failed = False
         self.dripped = 0
         self.timer: asyncio.TimerHandle | None = None
+        # --latency-ms: what the client sends is handled, and what we send goes out, half the round trip late
+        # (the first flight a whole round trip more: the TCP handshake before it). Queues keep the order.
+        self.inbox: collections.deque[bytes] = collections.deque()
+        self.outbox: collections.deque[Callable[[], None]] = collections.deque()
+        self.first_read = True
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -668,6 +674,25 @@ class _Connection(asyncio.Protocol):
             self._drip()
 
     def data_received(self, data: bytes) -> None:
+        delay = self.owner.latency / 2
+        if not delay:
+            self._received(data)
+            return
+        if self.first_read:
+            self.first_read = False
+            delay += self.owner.latency
+        self.inbox.append(data)
+        self.owner.loop.call_later(delay, lambda: self._received(self.inbox.popleft()))
+
+    def _send(self, action: Callable[[], None]) -> None:
+        """Do ``action`` (a write or a close) now, or half a round trip late under --latency-ms, in order."""
+        if not self.owner.latency:
+            action()
+            return
+        self.outbox.append(action)
+        self.owner.loop.call_later(self.owner.latency / 2, lambda: self.outbox.popleft()())
+
+    def _received(self, data: bytes) -> None:
         if self.behaviour == "garbage":
             if self.dripped == 0 and self.transport is not None:
                 self.dripped = 1
@@ -710,8 +735,12 @@ class _Connection(asyncio.Protocol):
     # -- helpers ------------------------------------------------------------
     def _flush(self) -> None:
         pending = self.outgoing.read()
-        if pending and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(pending)
+        if pending:
+            self._send(lambda: self._write(pending))
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def _rearm(self, seconds: float) -> None:
         if self.timer is not None:
@@ -733,15 +762,21 @@ class _Connection(asyncio.Protocol):
         machine; the client would then see a reset instead of handshake_failure.
         """
         self.failed = True
+        self._send(self._half_close)
+
+    def _half_close(self) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         if self.transport.can_write_eof():
             self.transport.write_eof()
             self._rearm(LINGER_SECONDS)
         else:
-            self.close()
+            self._close_now()
 
     def close(self) -> None:
+        self._send(self._close_now)
+
+    def _close_now(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()  # flushes what was written, then closes
 
@@ -757,7 +792,8 @@ class _Servers:
     thread, and every connection is bounded by a timer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency  # seconds per simulated round trip (--latency-ms / 1000)
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(self._quiet)
         self.connections: set[_Connection] = set()
@@ -885,6 +921,9 @@ class Lab:
         hostile: Add the ``silent``, ``garbage``, ``slow-drip`` and ``refused`` endpoints.
         extra_endpoints: Extra ``ats-dual``-like endpoints (``lab-benchNN-ats``), for benchmarks.
         as_of: Time the leaves are issued relative to; default: the time the lab starts.
+        latency_ms: Simulated network round trip, applied server-side: each read is handled and each write
+            sent ``latency_ms / 2`` late, the first read a whole ``latency_ms`` more (the TCP handshake it
+            followed), so a TLS 1.2 handshake costs about 3 round trips as over a real network.
         process: Serve from a child process (``python -m iotaudit.lab``) so a benchmark's client
             and the servers use different cores; default: a thread of this process.
 
@@ -900,7 +939,8 @@ class Lab:
     """
 
     def __init__(self, directory: str | Path, *, regions: Sequence[str] = DEFAULT_REGIONS, hostile: bool = True,
-                 extra_endpoints: int = 0, as_of: datetime | None = None, process: bool = False) -> None:
+                 extra_endpoints: int = 0, as_of: datetime | None = None, process: bool = False,
+                 latency_ms: float = 0.0) -> None:
         if isinstance(regions, str):
             regions = [r for r in regions.split(",") if r]
         if not regions or any(not r or any(ch.isspace() or ch == "." for ch in r) for r in regions):
@@ -909,6 +949,9 @@ class Lab:
             raise LabError(directory, f"extra_endpoints must be >= 0, got {extra_endpoints}")
         if as_of is not None and as_of.tzinfo is None:
             raise LabError(directory, "as_of must be tz-aware (UTC)")
+        if not latency_ms >= 0:
+            raise LabError(directory, f"latency_ms must be >= 0, got {latency_ms!r}")
+        self.latency_ms = float(latency_ms)
         self.directory = Path(directory).resolve()
         self.regions = tuple(regions)
         self.hostile = hostile
@@ -960,7 +1003,8 @@ class Lab:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.process:
             doc = serve_in_background(self.directory, regions=self.regions, hostile=self.hostile,
-                                      extra_endpoints=self.extra_endpoints, as_of=self.as_of, _keep_handle=self)
+                                      extra_endpoints=self.extra_endpoints, as_of=self.as_of, _keep_handle=self,
+                                      latency_ms=self.latency_ms)
         else:
             doc = self._start_here()
         self.targets = _targets_from_doc(doc)
@@ -979,7 +1023,7 @@ class Lab:
         client_ca.write_text(cert_pem(pki.cas["LabClientCA"]), encoding="ascii")
 
         endpoints = _endpoints(pki, self.regions, self.hostile, self.extra_endpoints)
-        self._servers = servers = _Servers()
+        self._servers = servers = _Servers(latency=self.latency_ms / 1000.0)
         records = []
         try:
             for endpoint in endpoints:
@@ -1039,9 +1083,11 @@ class Lab:
 # --------------------------------------------------------------------------
 
 def _child_command(directory: Path, regions: Sequence[str], hostile: bool, extra_endpoints: int,
-                   as_of: datetime | None) -> list[str]:
+                   as_of: datetime | None, latency_ms: float = 0.0) -> list[str]:
     cmd = [sys.executable, "-m", "iotaudit.lab", "--dir", str(directory), "--regions", ",".join(regions),
            "--extra-endpoints", str(extra_endpoints)]
+    if latency_ms:
+        cmd += ["--latency-ms", repr(float(latency_ms))]
     if not hostile:
         cmd.append("--no-hostile")
     if as_of is not None:
@@ -1077,13 +1123,13 @@ def _alive(pid: int) -> bool:
 
 def serve_in_background(directory: str | Path, *, regions: Sequence[str] = DEFAULT_REGIONS, hostile: bool = True,
                         extra_endpoints: int = 0, as_of: datetime | None = None, timeout: float = 60.0,
-                        _keep_handle: Lab | None = None) -> dict[str, Any]:
+                        _keep_handle: Lab | None = None, latency_ms: float = 0.0) -> dict[str, Any]:
     """Start the lab in a detached ``python -m iotaudit.lab`` process and wait until it serves.
 
     Args:
         directory: Lab directory; the child writes ``lab.json`` there once every endpoint listens,
             and its output to ``lab.log``.
-        regions, hostile, extra_endpoints, as_of: As for :class:`Lab`.
+        regions, hostile, extra_endpoints, as_of, latency_ms: As for :class:`Lab`.
         timeout: Seconds to wait for the child's ``lab.json``.
 
     Returns:
@@ -1106,7 +1152,7 @@ def serve_in_background(directory: str | Path, *, regions: Sequence[str] = DEFAU
     env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(directory / LOG_FILE, "wb") as log:
         child = subprocess.Popen(
-            _child_command(directory, regions, hostile, extra_endpoints, as_of),
+            _child_command(directory, regions, hostile, extra_endpoints, as_of, latency_ms),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     if _keep_handle is not None:
@@ -1186,12 +1232,22 @@ def _parse_as_of(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def _latency(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--latency-ms {text!r} is not a number of milliseconds") from err
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"--latency-ms {text!r} must be between 0 and 60000")
+    return value
+
+
 def _regions(text: str) -> list[str]:
     return [r.strip() for r in text.split(",") if r.strip()]
 
 
 def _serve_foreground(directory: Path, regions: Sequence[str], hostile: bool, extra_endpoints: int,
-                      as_of: datetime | None, quiet: bool = False) -> int:
+                      as_of: datetime | None, quiet: bool = False, latency_ms: float = 0.0) -> int:
     done = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -1199,7 +1255,8 @@ def _serve_foreground(directory: Path, regions: Sequence[str], hostile: bool, ex
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with Lab(directory, regions=regions, hostile=hostile, extra_endpoints=extra_endpoints, as_of=as_of) as lab:
+        with Lab(directory, regions=regions, hostile=hostile, extra_endpoints=extra_endpoints, as_of=as_of,
+                 latency_ms=latency_ms) as lab:
             if not quiet:
                 print(f"lab serving {len(lab.targets)} endpoints on {LOOPBACK}; ports file: {lab.ports_file}")
                 print(_endpoint_table(read_ports_file(lab.ports_file)), flush=True)
@@ -1216,9 +1273,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     regions = _regions(args.regions)
     as_of = _parse_as_of(getattr(args, "as_of", None))
     if args.foreground:
-        return _serve_foreground(directory, regions, not args.no_hostile, args.extra_endpoints, as_of)
+        return _serve_foreground(directory, regions, not args.no_hostile, args.extra_endpoints, as_of,
+                                 latency_ms=args.latency_ms)
     doc = serve_in_background(directory, regions=regions, hostile=not args.no_hostile,
-                              extra_endpoints=args.extra_endpoints, as_of=as_of)
+                              extra_endpoints=args.extra_endpoints, as_of=as_of, latency_ms=args.latency_ms)
     print(f"lab serving {len(doc['targets'])} endpoints on {LOOPBACK} (pid {doc['pid']})")
     print(f"ports file: {directory / PORTS_FILE}")
     print(f"catalogue:  {doc['catalog_dir']}")
@@ -1245,6 +1303,9 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-hostile", action="store_true",
                         help="leave out the silent, garbage, slow-drip and refused endpoints")
     parser.add_argument("--as-of", default=None, help="issue the leaves relative to this ISO time (default: now)")
+    parser.add_argument("--latency-ms", type=_latency, default=0.0, metavar="N",
+                        help="simulate an N ms network round trip: every read and write is delayed server-side "
+                             "(N/2 each way, the first read N more for the TCP handshake); default 0")
 
 
 def register(subparsers: Any) -> None:
@@ -1275,7 +1336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _serve_foreground(Path(args.dir).resolve(), _regions(args.regions), not args.no_hostile,
-                                 args.extra_endpoints, _parse_as_of(args.as_of), quiet=args.quiet)
+                                 args.extra_endpoints, _parse_as_of(args.as_of), quiet=args.quiet,
+                                 latency_ms=args.latency_ms)
     except IotauditError as err:
         print(f"iotaudit lab: error: {err}", file=sys.stderr)
         return 2

@@ -457,14 +457,14 @@ def fleet_view(coverage_frame: pd.DataFrame, inventory: Inventory) -> pd.DataFra
 
     A profile's verdict on an endpoint and key type is its worst over the
     probes of that endpoint and key type; devices are counted per group with
-    one vectorised group-by over the device table (no per-device work).
+    the inventory's per profile x group device counts (no per-device work).
     """
     cov = coverage_frame[coverage_frame[c.OBSERVATION_ID] >= 0]
     if cov.empty:
         return c.typed_frame([], FLEET_DTYPES)
     per = cov.assign(_rank=cov[VERDICT].astype(str).map(VERDICT_ORDER))
     per = per.groupby([PROFILE, c.HOST, c.PORT, c.KEY_TYPE], observed=True, sort=False)["_rank"].max().reset_index()
-    counts = inventory.devices.groupby([PROFILE_KEY, GROUP], observed=True).size().rename(DEVICES).reset_index()
+    counts = inventory.group_counts.copy()
     counts = counts.rename(columns={PROFILE_KEY: PROFILE})
     per[PROFILE] = per[PROFILE].astype(str)
     counts[PROFILE] = counts[PROFILE].astype(str)

@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import importlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from cryptography import x509
 
 from . import __version__
@@ -36,6 +37,9 @@ from . import columns as c
 from .catalog import Catalog
 from .certs import load_pem_x509_certificates
 from .errors import RunError, WriteError
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where frames are made: a collection is written with pyarrow alone (RunRecords)
 
 MANIFEST = "manifest.json"
 FORMAT = "iotaudit-run/1"
@@ -90,6 +94,8 @@ class Run:
             RunError: when a row of the certificates table has no PEM (a damaged run).
             PemError: when a stored PEM does not parse.
         """
+        import pandas as pd
+
         out: dict[str, x509.Certificate] = {}
         for sha, pem in zip(self.certificates[c.SHA256], self.certificates[c.PEM], strict=True):
             if pem is None or pd.isna(pem):
@@ -194,14 +200,22 @@ def fallback_directories() -> list[Path]:
     return out
 
 
-def write_run_or_keep(run: Run, path: str | Path, *, overwrite: bool = False,
-                      fallbacks: list[Path] | None = None) -> Run:
+def _write_either(run: Run | RunRecords, path: str | Path, *, overwrite: bool = False) -> Run | Path:
+    """:func:`write_run` for a :class:`Run`, :meth:`RunRecords.write` (pyarrow, no pandas) for rows."""
+    if isinstance(run, RunRecords):
+        return run.write(path, overwrite=overwrite)
+    return write_run(run, path, overwrite=overwrite)
+
+
+def write_run_or_keep(run: Run | RunRecords, path: str | Path, *, overwrite: bool = False,
+                      fallbacks: list[Path] | None = None) -> Run | Path:
     """:func:`write_run`, and when ``path`` cannot be written, keep the collection in a fallback directory.
 
     A collection costs minutes of handshakes and is a fact about one moment: a full disk must not lose it.
+    ``run`` may be :class:`RunRecords` (what ``iotaudit collect`` holds): it is written with pyarrow alone.
 
     Returns:
-        The run as written to ``path``.
+        The run as written to ``path`` (for :class:`RunRecords`: the path written).
 
     Raises:
         WriteError: when ``path`` cannot be written; ``kept`` names the directory the run was saved to
@@ -209,13 +223,13 @@ def write_run_or_keep(run: Run, path: str | Path, *, overwrite: bool = False,
         RunError: when ``path`` exists and ``overwrite`` is false.
     """
     try:
-        return write_run(run, path, overwrite=overwrite)
+        return _write_either(run, path, overwrite=overwrite)
     except WriteError as err:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         for directory in fallbacks if fallbacks is not None else fallback_directories():
             target = directory / f"iotaudit-unsaved-{Path(path).name}-{stamp}-{os.getpid()}"
             try:
-                write_run(run, target)
+                _write_either(run, target)
             except (WriteError, RunError):
                 continue
             raise WriteError(err.path, err.reason, kept=target) from err
@@ -282,6 +296,116 @@ def write_run(run: Run, path: str | Path, *, overwrite: bool = False) -> Run:
     return Run(run.observations, run.chains, run.certificates, run.catalog, run.manifest, final)
 
 
+def _arrow_type(dtype: Any) -> Any:
+    """The Parquet (Arrow) type a column of this pandas dtype is written as (:func:`write_run` writes the same)."""
+    import pyarrow as pa
+
+    if isinstance(dtype, c.CategoricalOf) or dtype == "category":
+        return pa.dictionary(pa.int32(), pa.string())
+    return {
+        "string": pa.string(), "int64": pa.int64(), "int32": pa.int32(), "Int32": pa.int32(),
+        "float64": pa.float64(), "bool": pa.bool_(), c.TIME: pa.timestamp("us", tz="UTC"),
+        "object": pa.list_(pa.string()),  # the run tables' object columns are lists of text (chain_sha256, san)
+    }[dtype]
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecords:
+    """A collection as plain rows, written with pyarrow alone: what ``iotaudit collect`` stores.
+
+    :meth:`to_run` gives the :class:`Run` (pandas); :meth:`write` writes the same run directory as
+    :func:`write_run` without importing pandas, so a scheduled collect starts and ends fast.
+
+    Attributes:
+        tables: Table name (:data:`TABLES`) -> its rows, as dicts keyed by column.
+        manifest: As :attr:`Run.manifest`.
+    """
+
+    tables: Mapping[str, list[dict[str, Any]]]
+    manifest: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        missing = [name for name in TABLES if name not in self.tables]
+        if missing:
+            raise RunError("<memory>", f"run records lack tables {missing}")
+
+    def to_run(self) -> Run:
+        """The :class:`Run` with typed frames."""
+        return Run(manifest=dict(self.manifest),
+                   **{name: c.typed_frame(self.tables[name], dtypes) for name, dtypes in TABLES.items()})
+
+    def write(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the run directory at ``path`` atomically (as :func:`write_run`); returns ``path``."""
+        import pyarrow.parquet as pq
+
+        def fill(tmp: Path) -> None:
+            counts = {}
+            for name, dtypes in TABLES.items():
+                pq.write_table(_arrow_table(self.tables[name], dtypes), tmp / f"{name}.parquet")
+                counts[name] = len(self.tables[name])
+            manifest = dict(self.manifest)
+            manifest["tables"] = counts
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+
+        return write_atomically(path, fill, overwrite=overwrite)
+
+
+def preload_writer() -> threading.Thread:
+    """Import pyarrow's Parquet writer in a background thread, so the import overlaps the network.
+
+    pyarrow takes a few hundred milliseconds to import; a collection spends its time waiting on
+    sockets, so ``iotaudit collect`` starts this first and :meth:`RunRecords.write` finds it loaded.
+    """
+    def load() -> None:
+        for name in ("pyarrow", "pyarrow.compute", "pyarrow.json", "pyarrow.parquet"):
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="iotaudit-preload-pyarrow", daemon=True)
+    thread.start()
+    return thread
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} to a run table")
+
+
+def _arrow_table(rows: list[dict[str, Any]], dtypes: Mapping[str, Any]) -> Any:
+    """Rows as an Arrow table of the run schema, built without pandas.
+
+    pyarrow's Python-object converters (``pa.array``, ``Table.from_pydict``) import pandas to check
+    their input; its C++ JSON reader does not, so the rows go through newline-delimited JSON
+    with the schema given (https://arrow.apache.org/docs/python/json.html).
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    plain = pa.schema([(col, pa.string() if _is_dictionary(dtype) else _arrow_type(dtype)) for col, dtype in dtypes.items()])
+    if rows:
+        text = "".join(json.dumps({col: row.get(col) for col in dtypes}, default=_json_value) + "\n" for row in rows)
+        data = text.encode("utf-8")
+        table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=max(len(data), 1 << 20)),
+                             parse_options=pj.ParseOptions(explicit_schema=plain, unexpected_field_behavior="error"))
+    else:
+        table = plain.empty_table()
+    for i, (col, dtype) in enumerate(dtypes.items()):
+        if _is_dictionary(dtype):  # categoricals as Parquet dictionary columns, sorted as pandas' astype("category")
+            values = table.column(i).combine_chunks()
+            distinct = pc.unique(values).drop_null()
+            distinct = pc.take(distinct, pc.sort_indices(distinct))
+            encoded = pa.DictionaryArray.from_arrays(pc.cast(pc.index_in(values, value_set=distinct), pa.int32()), distinct)
+            table = table.set_column(i, pa.field(col, encoded.type), encoded)
+    return table
+
+
+def _is_dictionary(dtype: Any) -> bool:
+    return isinstance(dtype, c.CategoricalOf) or dtype == "category"
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory written by :func:`write_run` (or ``iotaudit collect``/``import``).
 
@@ -300,6 +424,8 @@ def load_run(path: str | Path) -> Run:
         raise RunError(path, f"no readable {MANIFEST}: not a complete iotaudit run ({err})") from err
     if manifest.get("format") != FORMAT:
         raise RunError(path, f"unknown run format {manifest.get('format')!r} (expected {FORMAT})")
+    import pandas as pd
+
     frames = {}
     for name, dtypes in TABLES.items():
         try:

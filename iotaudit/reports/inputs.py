@@ -152,7 +152,7 @@ def prepare_audit(run: Run, inventory: Inventory, audit_dir: str | Path, *, as_o
     """
     result = audit(run, inventory, as_of=as_of, horizon_years=horizon_years, cross_check_libraries=cross_check,
                    scan_findings=scan_findings)
-    out = write_audit(result, audit_dir)
+    out = write_audit(result, audit_dir, inventory=inventory)  # with devices.parquet
     skipped_rows_frame(inventory).to_csv(out / SKIPPED_ROWS, index=False)
     return out
 
@@ -245,7 +245,9 @@ def load_inputs(
     skipped = _read_skipped(target)
     optional = {name: _optional_frame(result, target, name) for name in OPTIONAL_FRAMES}
     if group:
-        if inv is None:
+        # The audit's group_devices has the group counts: no device table is read per kernel (issue 11).
+        # Only an audit written before that frame existed needs the inventory for them.
+        if inv is None and result.group_devices.empty:
             if not inventory:
                 raise ReportError("load_inputs", None, f"filtering on group {group!r} needs the inventory")
             inv = load_inventory(inventory, skip_bad_rows=True)
@@ -264,7 +266,7 @@ def _profiles_in(frame: pd.DataFrame | None, result: AuditResult) -> pd.DataFram
     return frame[frame[c.PROFILE].astype(str).isin(keep)].reset_index(drop=True)
 
 
-def filter_group(result: AuditResult, inventory: Inventory, group: str, *, as_of: datetime,
+def filter_group(result: AuditResult, inventory: Inventory | None, group: str, *, as_of: datetime,
                  horizon_years: int = 15) -> AuditResult:
     """The audit restricted to one device group: profiles outside it dropped, device counts the group's own.
 
@@ -272,15 +274,20 @@ def filter_group(result: AuditResult, inventory: Inventory, group: str, *, as_of
     device counts onto every frame that has a ``profile`` column; the cliff is
     recomputed from the filtered break dates.
 
+    Devices per group x profile come from the audit's ``group_devices`` frame, else (an audit written
+    before it) from the inventory's ``group_counts``: never from the device table.
+
     Raises:
         ReportError: when no device of the inventory is in ``group``.
     """
-    devices = inventory.devices
-    in_group = devices[devices[c.GROUP].astype(str) == group]
+    per_group = result.group_devices
+    if per_group.empty and inventory is not None:
+        per_group = inventory.group_counts.rename(columns={c.PROFILE_KEY: c.PROFILE})
+    in_group = per_group[per_group[c.GROUP].astype(str) == group]
     if in_group.empty:
-        known = sorted(devices[c.GROUP].astype(str).unique())[:20]
+        known = sorted(per_group[c.GROUP].astype(str).unique())[:20]
         raise ReportError("group filter", None, f"no device in group {group!r}; groups: {', '.join(known)}")
-    counts = in_group.groupby(in_group[c.PROFILE_KEY].astype(str)).size()
+    counts = in_group.groupby(in_group[c.PROFILE].astype(str))[c.DEVICES].sum()
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(result):
         frame = getattr(result, f.name)
@@ -289,6 +296,7 @@ def filter_group(result: AuditResult, inventory: Inventory, group: str, *, as_of
             if c.DEVICES in keep.columns:
                 keep[c.DEVICES] = keep[c.PROFILE].astype(str).map(counts).astype("int64").to_numpy()
             changes[f.name] = keep.reset_index(drop=True)
+    changes["group_devices"] = c.typed_frame(in_group.astype({c.GROUP: str, c.PROFILE: str}), c.GROUP_DEVICES_DTYPES)
     changes["cliff"] = cliff(changes["expiry"], as_of=as_of, horizon_years=horizon_years)
     summary = dict(result.summary)
     summary.update({"group": group, "devices": int(counts.sum()), "profiles": int(len(counts))})
