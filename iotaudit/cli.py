@@ -28,6 +28,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import __version__
 from .errors import IotauditError
@@ -262,6 +263,20 @@ def _register_audit(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_lazy("auditing", "audit_command"))
 
 
+def _register_drift(subparsers: argparse._SubParsersAction) -> None:
+    """``iotaudit drift OLD_RUN NEW_RUN`` (run by :mod:`iotaudit.run_drift`)."""
+    parser = subparsers.add_parser(
+        "drift",
+        help="compare two runs: new/removed certificates, new issuers, changed chain tops, silent endpoints",
+        description="Compare two runs of the same endpoints and list what changed, most alarming first.",
+    )
+    parser.add_argument("old_run", type=Path, metavar="OLD_RUN", help="the earlier run directory (baseline)")
+    parser.add_argument("new_run", type=Path, metavar="NEW_RUN", help="the later run directory")
+    parser.add_argument("--out", type=Path, help="also write the changes to this .csv or .parquet file")
+    parser.add_argument("--fail-on-change", action="store_true", help="exit 1 when anything changed")
+    parser.set_defaults(func=_lazy("run_drift", "drift_command"))
+
+
 _USAGE_IO = "2 usage, input or I/O error, 70 internal error"
 # Order is the order of the help text: the pipeline, then the lab.
 COMMANDS: tuple[Command, ...] = (
@@ -281,7 +296,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("report", "reports", "audit a run against an inventory and render the HTML report set",
             f"exit status: 0 nothing crosses --fail-on, 1 something does, {_USAGE_IO}"),
     Command("drift", "run_drift", "compare two runs: new intermediates, issuers, anchors",
-            f"exit status: 0 compared, 1 something changed with --fail-on-change, {_USAGE_IO}"),
+            f"exit status: 0 compared, 1 something changed with --fail-on-change, {_USAGE_IO}", _register_drift),
     Command("lab", "lab", "serve or stop the loopback lab of AWS-IoT-like endpoints",
             f"exit status: 0 done, {_USAGE_IO}"),
 )

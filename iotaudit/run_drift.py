@@ -324,22 +324,8 @@ def drift_summary(frame: pd.DataFrame) -> dict[str, int]:
 
 # --- command line ----------------------------------------------------------------
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``iotaudit drift OLD_RUN NEW_RUN``."""
-    parser = subparsers.add_parser(
-        "drift",
-        help="compare two runs: new/removed certificates, new issuers, changed chain tops, silent endpoints",
-        description="Compare two runs of the same endpoints and list what changed, most alarming first. "
-                    "Exit status 0, or 1 with --fail-on-change when anything changed, 2 on bad input.",
-    )
-    parser.add_argument("old_run", type=Path, metavar="OLD_RUN", help="the earlier run directory (baseline)")
-    parser.add_argument("new_run", type=Path, metavar="NEW_RUN", help="the later run directory")
-    parser.add_argument("--out", type=Path, help="also write the changes to this .csv or .parquet file")
-    parser.add_argument("--fail-on-change", action="store_true", help="exit 1 when anything changed")
-    parser.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
+def drift_command(args: argparse.Namespace) -> int:
+    """``iotaudit drift`` (arguments defined in :mod:`iotaudit.cli`); returns the exit status."""
     frame = drift(load_run(args.old_run), load_run(args.new_run))
     if args.out is not None:
         try:
