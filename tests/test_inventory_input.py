@@ -176,3 +176,22 @@ def test_typed_parquet_timestamps_of_mixed_precision_load_as_utc(tmp_path: Path)
     frame.to_parquet(tmp_path / "inv.parquet")
     got = load_inventory(tmp_path / "inv.parquet").devices[c.PIN_EXPIRY].tolist()
     assert got == [pd.Timestamp("2025-06-30T00:00:00Z"), pd.Timestamp("2025-06-30T12:30:00.250Z")]
+
+
+@pytest.mark.slow
+def test_report_takes_allow_outside_like_audit(lab_run, tmp_path: Path) -> None:
+    # The scheduled report loads the inventory itself: the same path rule and the same way out as audit.
+    from iotaudit.cli import main
+    from tests.test_reports import tiny_notebook_set
+
+    _store(tmp_path / "shared" / "fw.pem")
+    inv_dir = tmp_path / "inv"
+    inv_dir.mkdir()
+    path = write(inv_dir, row("d1", trust_store="../shared/fw.pem"))
+    notebooks = tiny_notebook_set(tmp_path / "nb")
+    args = ["report", "--run", str(lab_run.path), "--inventory", str(path), "--notebooks", str(notebooks),
+            "--fail-on", "never", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "refused")]) == 2
+    assert not (tmp_path / "refused").exists()
+    assert main([*args, "--allow-outside", str(tmp_path / "shared"), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "index.html").is_file()

@@ -22,7 +22,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,6 +172,8 @@ def render_reports(
     progress: Callable[[str], None] | None = None,
     single_file: bool = False,
     cross_check: bool = False,
+    allow_outside: Sequence[str | Path] = (),
+    max_store_certificates: int = options.MAX_TRUST_STORE_CERTIFICATES,
     scan: str | Path | None = None,
 ) -> ReportOutcome:
     """Audit once, execute every notebook, render HTML, write index.html and summary.json atomically.
@@ -194,6 +196,8 @@ def render_reports(
         progress: Called with one line per step.
         single_file: Also write ``report-single-file.html``: every page in one self-contained HTML.
         cross_check: Also ask each profile's real TLS library, where installed here, about every chain it meets.
+        allow_outside: Directories trust-store files may also resolve into (default: only the inventory's own).
+        max_store_certificates: Most certificates one trust-store file may hold.
         scan: The findings of ``iotaudit scan`` (its ``scan.parquet``, or the ``profiles.csv`` beside it): their
             notes for the inventory's profiles are the audit's ``firmware_notes`` (root coverage page).
 
@@ -219,7 +223,8 @@ def render_reports(
             raise ReportError(out, None, "already exists (choose a new report directory or pass --overwrite)")
         run = load_run(run_dir)
         moment = parse_as_of(as_of, run.created_at)
-        inv = load_inventory(inventory, skip_bad_rows=skip_bad_rows)
+        inv = load_inventory(inventory, skip_bad_rows=skip_bad_rows, allow_outside=allow_outside,
+                             max_store_certificates=max_store_certificates)
         findings = read_findings(scan) if scan else None
         failed_dir = out.with_name(out.name + ".failed")
         seconds: dict[str, float] = {}
