@@ -61,3 +61,18 @@ def test_require_library_fails_in_ci_and_skips_locally(monkeypatch: pytest.Monke
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="android"):
         require_library("android")
+
+
+def test_unavailable_is_asked_per_stack_not_per_adapter(tmp_path, monkeypatch) -> None:
+    # One adapter answers for two wolfSSL builds: without the default build, wolfssl-5 must read as
+    # unavailable (listed by --cross-check) while Debian's alt-chains build stays usable. The front
+    # used to ask the adapter without the stack id, so wolfssl-5 looked available and then failed.
+    from iotaudit import crosscheck
+    from iotaudit.crosscheck import _wolfssl
+
+    require_library("wolfssl-5-alt-chains")
+    monkeypatch.setattr(_wolfssl, "DEFAULT_DIRECTORY", tmp_path / "no-default-build")
+    assert "default wolfSSL build is missing" in (crosscheck.unavailable("wolfssl-5") or "")
+    assert crosscheck.unavailable("wolfssl-5-alt-chains") is None
+    found = crosscheck.verified_stacks()
+    assert "wolfssl-5" not in found and "wolfssl-5-alt-chains" in found

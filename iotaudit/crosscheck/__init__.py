@@ -1,7 +1,7 @@
 """Ask the real TLS libraries installed on this machine what they decide about a served chain.
 
 Each supported library has one private adapter module (``_openssl``, ``_gnutls``, ``_bearssl``,
-``_mbedtls``, ``_wolfssl``) exposing ``STACK_IDS``, ``unavailable()``, ``library_version()`` and
+``_mbedtls``, ``_wolfssl``) exposing ``STACK_IDS``, ``unavailable(stack_id)``, ``library_version(stack_id)`` and
 ``verify_many(stack_id, cases)`` (the contract in issue 7, "Proof against the real libraries").
 This front finds the adapter for a stack id, says why a library cannot be used here, and runs a
 batch of :class:`Case` through it. Adapters are imported by name on first use; an adapter module
@@ -101,7 +101,8 @@ def unavailable(stack_id: str) -> str | None:
     module = adapter_for(stack_id)
     if module is None:
         return f"no real-library adapter answers for tls_stack {stack_id!r}; its verdicts are modelled only"
-    return module.unavailable()
+    # Per stack, not per adapter: one adapter may answer for several builds (wolfssl-5 is a build of its own).
+    return module.unavailable(stack_id)
 
 
 def verify_many(stack_id: str, cases: Sequence[Case]) -> list[LibraryVerdict]:
@@ -133,8 +134,7 @@ def verified_stacks() -> dict[str, str]:
     """
     found: dict[str, str] = {}
     for module in _adapters():
-        if module.unavailable() is None:
-            version = module.library_version()
-            for stack_id in module.STACK_IDS:
-                found[stack_id] = version
+        for stack_id in module.STACK_IDS:
+            if module.unavailable(stack_id) is None:
+                found[stack_id] = module.library_version(stack_id)
     return found

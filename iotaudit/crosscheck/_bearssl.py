@@ -97,8 +97,11 @@ def _helper() -> Path | None:
         return helper if isinstance(helper, Path) else None
 
 
-def unavailable() -> str | None:
-    """None if the BearSSL helper is built (or can be); else a sentence naming the packages to install."""
+def unavailable(stack_id: str = "") -> str | None:
+    """None if the BearSSL helper is built (or can be); else a sentence naming the packages to install.
+
+    ``stack_id`` is accepted for the adapter contract; one library answers for every stack of this adapter.
+    """
     return None if _helper() is not None else str(_state["error"])
 
 
@@ -109,7 +112,7 @@ def _run(helper: Path, request: bytes) -> bytes:
     return done.stdout
 
 
-def library_version() -> str:
+def library_version(stack_id: str = "") -> str:
     """``"BearSSL <version>"``, the version being that of the shared library file the helper loaded.
 
     BearSSL has no run-time version call; the helper reports the path of the ``libbearssl`` it runs

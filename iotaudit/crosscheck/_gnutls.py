@@ -122,12 +122,15 @@ def _library() -> _Lib | None:
         return _lib
 
 
-def unavailable() -> str | None:
-    """None if GnuTLS 3 can be asked here; else a sentence naming the Debian package to install."""
+def unavailable(stack_id: str = "") -> str | None:
+    """None if GnuTLS 3 can be asked here; else a sentence naming the Debian package to install.
+
+    ``stack_id`` is accepted for the adapter contract; one library answers for every stack of this adapter.
+    """
     return None if _library() is not None else _load_error
 
 
-def library_version() -> str:
+def library_version(stack_id: str = "") -> str:
     """``"GnuTLS <version>"`` as ``gnutls_check_version(NULL)`` reports it."""
     lib = _library()
     if lib is None:

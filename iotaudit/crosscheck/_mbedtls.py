@@ -45,8 +45,10 @@ def _load() -> ctypes.CDLL:
     return ctypes.CDLL(_CRYPTO)
 
 
-def unavailable() -> str | None:
+def unavailable(stack_id: str = "") -> str | None:
     """Say why mbed TLS 2.28 cannot be asked here, or None when it can.
+
+    ``stack_id`` is accepted for the adapter contract; one library answers for every stack of this adapter.
 
     Returns:
         None if the library and libfaketime load; else a sentence naming the Debian package.
@@ -61,7 +63,7 @@ def unavailable() -> str | None:
     return _faketime.unavailable()
 
 
-def library_version() -> str:
+def library_version(stack_id: str = "") -> str:
     """The version mbed TLS reports at run time (``mbedtls_version_get_string_full``), e.g. "mbed TLS 2.28.3"."""
     crypto = _load()
     crypto.mbedtls_version_get_string_full.argtypes = [ctypes.c_char_p]
