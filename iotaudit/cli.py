@@ -33,9 +33,9 @@ from pathlib import Path
 from . import __version__
 from .errors import IotauditError
 from .options import (
-    MAX_TRUST_STORE_CERTIFICATES,
     ExitStatus,
     FailOn,
+    add_trust_store_options,
     as_of_option,
     fail_on_help,
     port_number,
@@ -245,12 +245,7 @@ def _register_audit(subparsers: argparse._SubParsersAction) -> None:
                         help=fail_on_help())
     parser.add_argument("--skip-bad-rows", action="store_true",
                         help="leave bad inventory rows out (each is printed, and counted in summary.json)")
-    parser.add_argument("--allow-outside", action="append", default=[], metavar="DIR",
-                        help="let trust_store files resolve into DIR too (default: only inside the inventory's "
-                             "directory); repeatable")
-    parser.add_argument("--max-store-certificates", type=positive_int, default=MAX_TRUST_STORE_CERTIFICATES,
-                        metavar="N", help=f"most certificates one trust-store file may hold (default "
-                                          f"{MAX_TRUST_STORE_CERTIFICATES})")
+    add_trust_store_options(parser)
     parser.add_argument("--cross-check", action="store_true",
                         help="also ask each profile's real TLS library, where installed here, about every chain it "
                              "meets (crosscheck frame; missing libraries are listed, not errors)")

@@ -86,6 +86,16 @@ MAX_TRUST_STORE_BYTES = 1024 * 1024
 MAX_TRUST_STORE_CERTIFICATES = 64
 
 
+def add_trust_store_options(parser: argparse.ArgumentParser) -> None:
+    """``--allow-outside`` and ``--max-store-certificates``: the same trust-store file rule for audit and report."""
+    parser.add_argument("--allow-outside", action="append", default=[], metavar="DIR",
+                        help="let trust_store files resolve into DIR too (default: only inside the inventory's "
+                             "directory); repeatable")
+    parser.add_argument("--max-store-certificates", type=positive_int, default=MAX_TRUST_STORE_CERTIFICATES,
+                        metavar="N", help=f"most certificates one trust-store file may hold (default "
+                                          f"{MAX_TRUST_STORE_CERTIFICATES})")
+
+
 def fail_on_help(what: str = "device") -> str:
     """The help text of ``--fail-on``."""
     return f"exit 1 when any {what} is broken (default), at-risk or worse (at-risk), or never"

@@ -37,26 +37,27 @@ HOST = "device.iot.lab.example"
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def require_library(stack_id: str) -> None:
-    """Skip (locally) or fail (CI=true) the calling test unless ``stack_id``'s real library can be asked here."""
-    reason = unavailable(stack_id)
+def require(what: str, reason: str | None) -> None:
+    """Skip (locally) or fail (CI=true) the calling test when ``reason`` says ``what`` cannot be used here."""
     if reason is None:
         return
-    message = f"real library for tls_stack {stack_id!r} unavailable: {reason}"
+    message = f"{what} unavailable: {reason}"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_library(stack_id: str) -> None:
+    """Skip (locally) or fail (CI=true) the calling test unless ``stack_id``'s real library can be asked here."""
+    require(f"real library for tls_stack {stack_id!r}", unavailable(stack_id))
 
 
 def require_tool(command: str, package: str) -> str:
     """The path of ``command``; skip (locally) or fail (CI=true) naming the Debian ``package`` when it is missing."""
     found = shutil.which(command)
-    if found is not None:
-        return found
-    message = f"the {command} command is missing: install the Debian package {package}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    require(f"the {command} command", None if found is not None else f"install the Debian package {package}")
+    assert found is not None
+    return found
 
 
 def at(year: int, month: int = 1, day: int = 1) -> datetime:

@@ -9,7 +9,6 @@ holds that PKI and the case matrix for ``test_crosscheck_wolfssl.py``.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -22,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from iotaudit.crosscheck import _faketime, _mbedtls
 from iotaudit.crosscheck._types import Case, LibraryVerdict
+from tests.reallib import require, require_library
 
 UTC = timezone.utc
 AS_OF = datetime(2025, 6, 1, tzinfo=UTC)
@@ -29,19 +29,6 @@ HOST = "a1b2c3-ats.iot.eu-west-1.amazonaws.com"
 LEAF_NOT_AFTER = datetime(2026, 1, 1, tzinfo=UTC)
 CLASS2_NOT_AFTER = datetime(2034, 6, 29, 17, 39, 16, tzinfo=UTC)  # as the real Starfield Class 2
 AFTER_CLASS2 = datetime(2034, 7, 1, tzinfo=UTC)
-
-def require_library(stack_id: str, reason: str | None) -> None:
-    """Skip (locally) or fail (CI=true) when the real library for ``stack_id`` cannot be used (``reason``).
-
-    Copy of the helper in tests/reallib.py (other branch); the lead dedupes.
-    """
-    if reason is None:
-        return
-    message = f"{stack_id}: {reason}"  # the adapter's reason names the Debian package to install
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
 
 # ------------------------------------------------------------------ an AWS-shaped PKI
 
@@ -218,7 +205,7 @@ def case_matrix(pki: AwsShapedPki) -> dict[str, Case]:
 
 
 def _verdicts(stack_id: str) -> dict[str, LibraryVerdict]:
-    require_library(stack_id, _mbedtls.unavailable())
+    require_library(stack_id)
     matrix = case_matrix(aws_shaped_pki())
     return dict(zip(matrix, _mbedtls.verify_many(stack_id, list(matrix.values())), strict=True))
 
@@ -387,7 +374,7 @@ def test_matrix_is_fully_asserted() -> None:
 
 @pytest.mark.slow
 def test_mbedtls_reports_its_version() -> None:
-    require_library("mbedtls-2.28", _mbedtls.unavailable())
+    require_library("mbedtls-2.28")
     assert _mbedtls.library_version().startswith("mbed TLS 2.28.")
     verdict = _mbedtls.verify_many("mbedtls-2.28", [case_matrix(aws_shaped_pki())["as-served/root-ca-1"]])[0]
     assert verdict.library == _mbedtls.library_version()
@@ -396,7 +383,7 @@ def test_mbedtls_reports_its_version() -> None:
 @pytest.mark.slow
 def test_mbedtls_verdicts_keep_case_order_across_times() -> None:
     """Cases at several as_of values are grouped per time in one worker, answered in the asked order."""
-    require_library("mbedtls-2.28", _mbedtls.unavailable())
+    require_library("mbedtls-2.28")
     matrix = case_matrix(aws_shaped_pki())
     names = ["leaf/one-second-after-not-after", "as-served/root-ca-1", "leaf/one-second-before-not-after",
              "class-2-expired/class-2", "wrong-host"] * 3
@@ -407,7 +394,7 @@ def test_mbedtls_verdicts_keep_case_order_across_times() -> None:
 @pytest.mark.slow
 def test_mbedtls_unparsable_served_certificate_is_fatal() -> None:
     """ssl_parse_certificate_chain: a served certificate that does not parse ends the handshake."""
-    require_library("mbedtls-2.28", _mbedtls.unavailable())
+    require_library("mbedtls-2.28")
     pki = aws_shaped_pki()
     broken = Case(served=(pki.leaf, pki.m01[:-10]), store=(pki.r1,), host=HOST, as_of=AS_OF)
     (verdict,) = _mbedtls.verify_many("mbedtls-2.28", [broken])
@@ -426,7 +413,7 @@ def test_mbedtls_refuses_unknown_stack() -> None:
 @pytest.mark.slow
 def test_faketime_worker_reads_the_fake_clock(tmp_path) -> None:
     """The worker's time() and libc time() say as_of, for each group in one process."""
-    require_library("mbedtls-2.28", _faketime.unavailable())
+    require("libfaketime", _faketime.unavailable())
     worker = tmp_path / "clock_worker.py"
     worker.write_text("import time\n"
                       "def answer(stack_id, cases, options):\n"
@@ -441,7 +428,7 @@ def test_faketime_worker_reads_the_fake_clock(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_faketime_worker_failure_is_a_library_run_error(tmp_path) -> None:
-    require_library("mbedtls-2.28", _faketime.unavailable())
+    require("libfaketime", _faketime.unavailable())
     worker = tmp_path / "broken_worker.py"
     worker.write_text("def answer(stack_id, cases, options):\n    raise RuntimeError('boom')\n", encoding="utf-8")
     with pytest.raises(_faketime.LibraryRunError, match="boom"):
@@ -451,7 +438,7 @@ def test_faketime_worker_failure_is_a_library_run_error(tmp_path) -> None:
 @pytest.mark.slow
 def test_faketime_worker_whose_clock_moves_is_refused(tmp_path) -> None:
     """A worker whose clock does not read as_of throughout its group gives no verdicts."""
-    require_library("mbedtls-2.28", _faketime.unavailable())
+    require("libfaketime", _faketime.unavailable())
     worker = tmp_path / "clock_mover.py"
     worker.write_text("import os\n"
                       "def answer(stack_id, cases, options):\n"

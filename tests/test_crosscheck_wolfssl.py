@@ -9,7 +9,6 @@ matrix are those of ``test_crosscheck_mbedtls.py``.
 from __future__ import annotations
 
 import functools
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,25 +22,13 @@ from iotaudit.certs import cert_sha256
 from iotaudit.crosscheck import _wolfssl, _wolfssl_build
 from iotaudit.crosscheck._types import Case, LibraryVerdict
 from iotaudit.lab import Lab
+from tests.reallib import require, require_library
 from tests.test_crosscheck_mbedtls import AS_OF, HOST, aws_shaped_pki, case_matrix, check
 
 UTC = timezone.utc
 
-def require_library(stack_id: str, reason: str | None) -> None:
-    """Skip (locally) or fail (CI=true) when the real library for ``stack_id`` cannot be used (``reason``).
-
-    Copy of the helper in tests/reallib.py (other branch); the lead dedupes.
-    """
-    if reason is None:
-        return
-    message = f"{stack_id}: {reason}"  # the adapter's reason names the Debian package to install
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def _verdicts(stack_id: str) -> dict[str, LibraryVerdict]:
-    require_library(stack_id, _wolfssl.unavailable(stack_id))
+    require_library(stack_id)
     matrix = case_matrix(aws_shaped_pki())
     return dict(zip(matrix, _wolfssl.verify_many(stack_id, list(matrix.values())), strict=True))
 
@@ -146,14 +133,14 @@ def test_matrix_is_fully_asserted() -> None:
 def test_debian_build_has_alternative_chains() -> None:
     """The stack id follows the build: Debian's options.h defines WOLFSSL_ALT_CERT_CHAINS."""
     options = Path("/usr/include/wolfssl/options.h")
-    require_library("wolfssl-5-alt-chains", None if options.is_file() else f"{options} missing")
+    require("wolfSSL headers (libwolfssl-dev)", None if options.is_file() else f"{options} missing")
     assert "#define WOLFSSL_ALT_CERT_CHAINS" in options.read_text(encoding="ascii")
 
 
 @pytest.mark.slow
 def test_default_build_has_no_alternative_chains() -> None:
     """The default build is made without the flag, and its behaviour shows it (see the matrix)."""
-    require_library("wolfssl-5", _wolfssl.unavailable("wolfssl-5"))
+    require_library("wolfssl-5")
     build_notes = (_wolfssl_build.DEFAULT_DIRECTORY / "BUILD.txt").read_text(encoding="utf-8")
     assert "no WOLFSSL_ALT_CERT_CHAINS" in build_notes
     assert not any("ALT_CERT" in option.upper() for option in _wolfssl_build.CMAKE_OPTIONS)
@@ -163,7 +150,7 @@ def test_default_build_has_no_alternative_chains() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("stack_id", _wolfssl.STACK_IDS)
 def test_wolfssl_reports_its_build(stack_id: str) -> None:
-    require_library(stack_id, _wolfssl.unavailable(stack_id))
+    require_library(stack_id)
     assert _wolfssl.library_version(stack_id).startswith("wolfSSL 5.")
     (verdict,) = _wolfssl.verify_many(stack_id, [case_matrix(aws_shaped_pki())["as-served/class-2"]])
     assert verdict.library.startswith(_wolfssl.library_version(stack_id))
@@ -200,7 +187,7 @@ def _ec_chain() -> tuple[bytes, bytes, bytes]:
 @pytest.mark.parametrize("stack_id", _wolfssl.STACK_IDS)
 def test_ec_leaf_gets_an_ecdsa_suite_and_is_judged(stack_id: str) -> None:
     """The server answers an ECDHE_ECDSA suite for an EC leaf; a same-name root with another key is no signer."""
-    require_library(stack_id, _wolfssl.unavailable(stack_id))
+    require_library(stack_id)
     root, leaf, impostor = _ec_chain()
     ok, wrong_key = _wolfssl.verify_many(stack_id, [Case((leaf,), (root,), HOST, AS_OF),
                                                     Case((leaf,), (impostor,), HOST, AS_OF)])
@@ -212,7 +199,7 @@ def test_ec_leaf_gets_an_ecdsa_suite_and_is_judged(stack_id: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("stack_id", _wolfssl.STACK_IDS)
 def test_garbage_leaf_is_a_rejection_not_a_harness_error(stack_id: str) -> None:
-    require_library(stack_id, _wolfssl.unavailable(stack_id))
+    require_library(stack_id)
     pki = aws_shaped_pki()
     (verdict,) = _wolfssl.verify_many(stack_id, [Case((pki.leaf[:200], pki.m01), (pki.r1,), HOST, AS_OF)])
     assert not verdict.valid
@@ -240,7 +227,7 @@ def _key_for_padding() -> ec.EllipticCurvePrivateKey:
 @pytest.mark.slow
 def test_certificate_message_over_one_record_reaches_the_client_whole() -> None:
     """A Certificate message over 2^14 bytes goes in two records (RFC 5246 6.2.1) and is judged whole."""
-    require_library("wolfssl-5-alt-chains", _wolfssl.unavailable("wolfssl-5-alt-chains"))
+    require_library("wolfssl-5-alt-chains")
     pki = aws_shaped_pki()
     chain = (pki.leaf, pki.m01, *(_padded_ca(i, 62) for i in range(7)))
     assert len(chain) == 9  # wolfSSL's MAX_CHAIN_DEPTH
@@ -253,7 +240,7 @@ def test_certificate_message_over_one_record_reaches_the_client_whole() -> None:
 @pytest.mark.parametrize("stack_id", _wolfssl.STACK_IDS)
 def test_more_than_nine_served_certificates(stack_id: str) -> None:
     """wolfSSL reads at most MAX_CHAIN_DEPTH (9) certificates and judges those: a 10th is dropped."""
-    require_library(stack_id, _wolfssl.unavailable(stack_id))
+    require_library(stack_id)
     pki = aws_shaped_pki()
     nine = (pki.leaf, pki.m01, *([pki.unrelated] * 5), pki.r1_cross, pki.g2_cross)
     ten = (pki.leaf, pki.m01, *([pki.unrelated] * 6), pki.r1_cross, pki.g2_cross)
@@ -291,7 +278,7 @@ def rsa_lab(tmp_path_factory: pytest.TempPathFactory):  # -> iotaudit.lab.Lab
 def test_raw_record_verdict_equals_full_handshake_with_the_lab(rsa_lab, stack_id: str, anchor: str) -> None:
     """Same client, same store: a full handshake with the lab's real server (real keys) and the
     raw-record replay of the chain it serves give the same verdict and the same error."""
-    require_library(stack_id, _wolfssl.unavailable(stack_id))
+    require_library(stack_id)
     target = rsa_lab.target("ats-dual")
     assert rsa_lab.pki is not None
     by_sha = {cert_sha256(c): c for c in [*rsa_lab.pki.cas.values(), *rsa_lab.pki.leaves.values()]}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IotauditError, ReportError
-from ..options import MAX_TRUST_STORE_CERTIFICATES, as_of_option, fail_on_help, positive_int
+from ..options import add_trust_store_options, as_of_option, fail_on_help, positive_int
 from .pages import INDEX_HTML, SINGLE_FILE_HTML, SKIPPED_COLUMN, SKIPPED_REASON, SKIPPED_ROW, FailOn
 
 SKIPPED_PRINTED = 20  # skipped inventory rows listed on stderr; every one is on the index page
@@ -49,12 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scan", type=Path, metavar="PATH",
                         help="the findings of iotaudit scan (its scan.parquet, or the profiles.csv it sits next to): "
                              "their notes for the inventory's profiles show on the root coverage page")
-    parser.add_argument("--allow-outside", action="append", default=[], metavar="DIR",
-                        help="let trust_store files resolve into DIR too (default: only inside the inventory's "
-                             "directory); repeatable")
-    parser.add_argument("--max-store-certificates", type=positive_int, default=MAX_TRUST_STORE_CERTIFICATES,
-                        metavar="N", help=f"most certificates one trust-store file may hold (default "
-                                          f"{MAX_TRUST_STORE_CERTIFICATES})")
+    add_trust_store_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace DIR once the new report set is complete")
     parser.add_argument("--notebooks", type=Path, metavar="DIR",
                         help="directory of report notebooks to execute instead of the shipped ones (same names)")
