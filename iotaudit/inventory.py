@@ -34,7 +34,6 @@ bad rows are left out, counted in ``bad_rows`` and listed in ``problems``.
 
 from __future__ import annotations
 
-import csv
 import enum
 import glob
 import json
@@ -78,6 +77,7 @@ from .columns import (
     PinScope,
 )
 from .catalog import Catalog
+from .csvlines import record_lines
 from .errors import CatalogError, InventoryError, PemError
 from .options import MAX_TRUST_STORE_BYTES, MAX_TRUST_STORE_CERTIFICATES, parse_iso_instant
 from .pins import pin_syntax_problem
@@ -378,6 +378,7 @@ class DeviceTable:
         temp_directory: Where DuckDB spills (default: a fresh directory under the system temp dir).
         cache: A Parquet copy of a CSV source (rows in file order), made by :func:`_cache_csv`
             so the CSV is parsed once, not once per pass; removed when the table is.
+        rows: How many records DuckDB read into ``cache`` (the check of :func:`iotaudit.csvlines.record_lines`).
     """
 
     fmt: str
@@ -387,6 +388,7 @@ class DeviceTable:
     memory_limit: str = MEMORY_LIMIT
     temp_directory: str | None = None
     cache: str | None = None
+    rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.fmt not in ("csv", "parquet", "frame"):
@@ -491,39 +493,6 @@ def _bad_id_sql(col: str) -> str:
     return f"({_blank_sql(col)} OR starts_with({col}, chr(0) || {_sql_text(_NESTED[1:])}))"
 
 
-def _physical_lines(paths: Sequence[str], records: Sequence[int]) -> dict[int, tuple[str, int]]:
-    """The file and physical line where each CSV record (1-based over ``paths``, header excluded) starts.
-
-    A quoted field may span lines (RFC 4180 section 2.6), so record n is not line n + 1; only files with
-    bad rows pay for this streaming pass (issue 9, item 8).
-    """
-    wanted = sorted(set(records))
-    out: dict[int, tuple[str, int]] = {}
-    rec = 0
-    pos = 0
-    for path in paths:
-        if pos >= len(wanted):
-            break
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, skipinitialspace=True)
-            header = True
-            before = 0
-            for row in reader:
-                start, before = before + 1, reader.line_num
-                if not row:
-                    continue  # DuckDB skips blank lines too
-                if header:
-                    header = False
-                    continue
-                rec += 1
-                if rec == wanted[pos]:
-                    out[rec] = (path, start)
-                    pos += 1
-                    if pos >= len(wanted):
-                        break
-    return out
-
-
 def _expand(path: Path) -> tuple[str, tuple[str, ...]]:
     """The format and the files of an inventory path: a file, a glob, or a (partitioned) Parquet dataset directory."""
     text = str(path)
@@ -606,12 +575,13 @@ def _cache_csv(table: DeviceTable, path: Path) -> DeviceTable:
                                                 "preserve_insertion_order": True}) as con:
             # In file order (preserve_insertion_order; no window, so the CSV is parsed in parallel): the
             # copy's file_row_number is the record number.
-            con.execute(f"COPY (SELECT {select} FROM {table.reader_sql()}) TO {_sql_text(target)} (FORMAT parquet)")
+            rows = con.execute(f"COPY (SELECT {select} FROM {table.reader_sql()}) TO {_sql_text(target)} "
+                               "(FORMAT parquet)").fetchall()[0][0]
     except duckdb.Error as err:
         shutil.rmtree(directory, ignore_errors=True)
         raise InventoryError(path, [(None, None, f"cannot read inventory ({err})")]) from err
     cached = DeviceTable(table.fmt, table.paths, tuple((col, col) for _, col in table.columns), memory_limit=table.memory_limit,
-                         temp_directory=table.temp_directory, cache=target)
+                         temp_directory=table.temp_directory, cache=target, rows=int(rows))
     weakref.finalize(cached, shutil.rmtree, directory, ignore_errors=True)
     return cached
 
@@ -787,7 +757,7 @@ class Inventory:
     def rows_as_in_file(self, records: Sequence[int]) -> dict[int, int]:
         """Record number -> the row number to report (CSV: the physical line where the record starts)."""
         if self.table is not None and self.table.fmt == "csv":
-            return {rec: line for rec, (_, line) in _physical_lines(self.table.paths, records).items()}
+            return {rec: line for rec, (_, line) in record_lines(self.table.paths, records, total=self.table.rows).items()}
         return {rec: rec + self.first_record_row - 1 for rec in records}
 
     def resolve(self, catalog: Catalog, base_dir: str | Path | None = None) -> dict[str, list[x509.Certificate]]:
@@ -1027,7 +997,7 @@ def _problems(
     if not located:
         return [], 0
     if table.fmt == "csv":
-        lines = _physical_lines(table.paths, sorted(recs))
+        lines = record_lines(table.paths, sorted(recs), total=table.rows)
         many = len(table.paths) > 1
         row_of = {rec: line for rec, (_, line) in lines.items()}
         prefix = {rec: (f"{Path(path).name}: " if many else "") for rec, (path, _) in lines.items()}
