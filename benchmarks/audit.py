@@ -19,7 +19,11 @@ Columns: ``load s`` is reading + grouping, ``audit s`` the analyses,
 (a DuckDB COPY of the device table joined with the per-profile results);
 ``cpu s`` the process's CPU time (all threads; on a shared machine the
 steadier figure), ``peak MB`` its RSS high-water mark, which should stay
-flat as devices grow.  The baseline validates each device's chains on its own
+flat as devices grow.  Four devices get a bad cell (:func:`injected_rows`: an empty
+and a repeated ``device_id``, a bad ``region``, an unknown ``tls_stack``), loaded with
+``skip_bad_rows`` as ``audit --skip-bad-rows`` does: ``bad rows`` says ``4/4`` when each
+is named with its row, column and reason and every other device is kept, so the
+figures include finding them.  The baseline validates each device's chains on its own
 (timed on a sample of devices drawn by device count, extrapolated); ratio =
 baseline / (load + audit).  Aims (issue 11): 10M devices under 30 s and
 1.5 GB; 100M (partitioned Parquet) under 3 minutes and 3 GB.
@@ -75,32 +79,72 @@ def profile_table(n_profiles: int, seed: int = 1) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def inventory_sql(n_devices: int, n_profiles: int) -> str:
-    """The device table as one DuckDB SELECT: device i gets a pseudo-random profile of ``__profiles`` and group.
+def injected_rows(n_devices: int) -> dict[str, int]:
+    """The 0-based devices given a bad cell, by rule: four rows the loader must name and leave out."""
+    return {"empty device_id": n_devices // 3, "duplicate device_id": n_devices // 2,
+            "bad region": (2 * n_devices) // 3, "unknown tls_stack": n_devices - 2}
+
+
+def expected_problems(n_devices: int, fmt: str) -> list[tuple[int | None, str, str]]:
+    """(row, column, start of the reason) the loader must report for :func:`injected_rows`.
+
+    CSV rows are physical lines (header = line 1, no cell spans lines here); Parquet rows are record
+    numbers; a partitioned dataset renumbers rows by partition, so only its columns and reasons are known.
+    """
+    bad = injected_rows(n_devices)
+    row = (lambda i: i + 2) if fmt == "csv" else (lambda i: i + 1) if fmt == "parquet" else (lambda i: None)
+    first = row(0)
+    return sorted([(row(bad["empty device_id"]), "device_id", "device_id is empty"),
+                   (row(bad["duplicate device_id"]), "device_id", "duplicate device_id 'thing-0' (first on row "
+                    + (f"{first})" if first is not None else "")),
+                   (row(bad["bad region"]), "region", "region 'us east 1' is not a region name"),
+                   (row(bad["unknown tls_stack"]), "tls_stack", "tls_stack 'mbedtls-9' is not a known TLS stack")],
+                  key=lambda p: (p[0] or 0, p[1], p[2]))
+
+
+def inventory_sql(n_devices: int, n_profiles: int, *, group: int | None = None) -> str:
+    """The device table as one DuckDB SELECT: device i gets a pseudo-random profile of ``__profiles``, group i mod 40.
 
     Every inventory column comes from the registered ``__profiles`` table (``p.*``), so a new profile
-    column (``tls_stack``) is one entry in :func:`profile_table`.
+    column (``tls_stack``) is one entry in :func:`profile_table`; the rows of :func:`injected_rows` get
+    their bad cell.  With ``group``, only that group's devices, without the ``group`` column (a
+    partition's file: the column is in its directory name).
     """
-    return (f"SELECT 'thing-' || i AS device_id, 'group-' || lpad(CAST(hash(i, 'group') % {GROUPS} AS VARCHAR), 2, '0') "
-            f"AS \"group\", p.* EXCLUDE (__idx) FROM range({n_devices}) r(i) "
-            f"JOIN __profiles p ON p.__idx = hash(i) % {n_profiles}")
+    bad = injected_rows(n_devices)
+    device_id = (f"CASE i WHEN {bad['empty device_id']} THEN '' WHEN {bad['duplicate device_id']} THEN 'thing-0' "
+                 f"ELSE 'thing-' || i END")
+    group_column = (f"'group-' || lpad(CAST(i % {GROUPS} AS VARCHAR), 2, '0') AS \"group\", " if group is None else "")
+    rows = f"range({n_devices})" if group is None else f"range({group}, {n_devices}, {GROUPS})"
+    return (f"SELECT {device_id} AS device_id, {group_column}p.* EXCLUDE (__idx) REPLACE ("
+            f"CASE WHEN i = {bad['bad region']} THEN 'US East 1' ELSE p.region END AS region, "
+            f"CASE WHEN i = {bad['unknown tls_stack']} THEN 'mbedtls-9' ELSE p.tls_stack END AS tls_stack) "
+            f"FROM {rows} r(i) JOIN __profiles p ON p.__idx = hash(i) % {n_profiles}")
 
 
 def generate(path: Path, fmt: str, n_devices: int, profiles: pd.DataFrame) -> Path:
-    """Write ``n_devices`` devices as ``fmt`` (csv, parquet, or a dataset directory partitioned by group)."""
+    """Write ``n_devices`` devices as ``fmt``: csv, parquet, or ``dataset``, a directory partitioned by group.
+
+    The dataset is laid out as Spark, Athena or DuckDB's ``PARTITION_BY`` write it (``group=group-07/``
+    directories, the column in the name, not the files), one COPY per group: DuckDB's own partitioned
+    write of 100M rows took five minutes here, one pass per group takes a fraction of it.
+    """
     import duckdb
 
     spill = Path(tempfile.mkdtemp(prefix="duckdb-gen-", dir=path.parent))
     con = duckdb.connect(config={"memory_limit": "2GB", "temp_directory": str(spill), "preserve_insertion_order": False})
-    con.register("__profiles", profiles.assign(__idx=np.arange(len(profiles), dtype=np.uint64)))
-    select = inventory_sql(n_devices, len(profiles))
+    con.register("__frame", profiles.assign(__idx=np.arange(len(profiles), dtype=np.uint64)))
+    con.execute("CREATE TABLE __profiles AS SELECT * FROM __frame")
     target = str(path).replace("'", "''")
     if fmt == "csv":
-        con.execute(f"COPY ({select}) TO '{target}' (HEADER, DELIMITER ',')")
+        con.execute(f"COPY ({inventory_sql(n_devices, len(profiles))}) TO '{target}' (HEADER, DELIMITER ',')")
     elif fmt == "parquet":
-        con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet)")
+        con.execute(f"COPY ({inventory_sql(n_devices, len(profiles))}) TO '{target}' (FORMAT parquet)")
     else:
-        con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, PARTITION_BY (\"group\"))")
+        for group in range(GROUPS):
+            part = path / f"group=group-{group:02d}"
+            part.mkdir(parents=True)
+            con.execute(f"COPY ({inventory_sql(n_devices, len(profiles), group=group)}) "
+                        f"TO '{str(part / 'data_0.parquet').replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
     con.close()
     shutil.rmtree(spill, ignore_errors=True)
     return path
@@ -129,7 +173,8 @@ def run_one(run_dir: Path, inventory: Path, sample: int, memory_limit: str) -> d
 
     run = load_run(run_dir)
     t0 = time.perf_counter()
-    inv = load_inventory(inventory, memory_limit=memory_limit, temp_directory=inventory.parent)
+    # skip_bad_rows, as `iotaudit audit --skip-bad-rows`: the injected bad rows are named and left out.
+    inv = load_inventory(inventory, memory_limit=memory_limit, temp_directory=inventory.parent, skip_bad_rows=True)
     t1 = time.perf_counter()
     load_mb = peak_rss_mb()
     result = audit(run, inv)
@@ -169,7 +214,8 @@ def run_one(run_dir: Path, inventory: Path, sample: int, memory_limit: str) -> d
             "baseline_total_s": per_device * inv.device_count, "validations": result.summary["validations"],
             "validations_by_stack": result.summary["validations_by_stack"],
             "cross_s": cross_s, "cross_profiles": asked, "cross_cases": len(checked),
-            "cross_unavailable": sorted(unavailable)}
+            "cross_unavailable": sorted(unavailable), "bad_rows": inv.bad_rows,
+            "problems": [[row, col, why] for row, col, why in inv.problems]}
 
 
 def _aim(fmt: str, r: dict) -> str:
@@ -179,6 +225,15 @@ def _aim(fmt: str, r: dict) -> str:
     if r["devices"] >= 10_000_000:
         return "ok" if r["total_s"] < 30 and r["peak_rss_mb"] < 1536 else "MISSED (< 30 s, < 1.5 GB)"
     return "-"
+
+
+def _bad_rows_check(fmt: str, n_devices: int, r: dict) -> str:
+    """``4/4`` when the loader named every injected bad row (row, column, reason) and kept every other device."""
+    want = expected_problems(n_devices, fmt)
+    got = sorted((row, col, why) for row, col, why in r["problems"])
+    found = sum(any(g[1] == w[1] and g[2].startswith(w[2]) and (w[0] is None or g[0] == w[0]) for g in got) for w in want)
+    ok = found == len(want) == len(got) == r["bad_rows"] and r["devices"] == n_devices - len(want)
+    return f"{found}/{len(want)}" if ok else f"WRONG {found}/{len(want)}: {got}"
 
 
 def main() -> int:
@@ -207,7 +262,7 @@ def main() -> int:
         print(f"lab run: {len(run.observations)} observations; {len(profiles)} profiles; DuckDB memory_limit "
               f"{args.memory_limit}; data under {tmp_path}")
         print(f"{'format':>8} {'devices':>11} {'file MB':>8} {'gen s':>6} {'load s':>7} {'audit s':>8} {'write s':>8} "
-              f"{'total s':>8} {'cpu s':>6} {'load MB':>8} {'peak MB':>8} {'devices.parquet MB':>18} {'baseline s':>11} {'ratio':>7}  aim")
+              f"{'total s':>8} {'cpu s':>6} {'load MB':>8} {'peak MB':>8} {'devices.parquet MB':>18} {'baseline s':>11} {'ratio':>7} {'bad rows':>9}  aim")
         for spec in args.sizes.split(","):
             fmt, size = spec.split(":")
             n = int(size)
@@ -230,8 +285,8 @@ def main() -> int:
             work_s = r["load_s"] + r["audit_s"]
             print(f"{fmt:>8} {r['devices']:>11} {size_mb:>8.0f} {gen_s:>6.1f} {r['load_s']:>7.2f} {r['audit_s']:>8.2f} "
                   f"{r['write_s']:>8.2f} {r['total_s']:>8.2f} {r['cpu_s']:>6.1f} {r['load_rss_mb']:>8.0f} {r['peak_rss_mb']:>8.0f} "
-                  f"{r['devices_parquet_mb']:>18.0f} {r['baseline_total_s']:>11.0f} {r['baseline_total_s'] / work_s:>6.0f}x  "
-                  f"{_aim(fmt, r)}", flush=True)
+                  f"{r['devices_parquet_mb']:>18.0f} {r['baseline_total_s']:>11.0f} {r['baseline_total_s'] / work_s:>6.0f}x "
+                  f"{_bad_rows_check(fmt, n, r):>9}  {_aim(fmt, r)}", flush=True)
         print("validations per stack (last size): " + ", ".join(f"{k} {v}" for k, v in r["validations_by_stack"].items()))
         per = r["cross_s"] / r["cross_profiles"] if r["cross_profiles"] else float("nan")
         print(f"--cross-check: {r['cross_s']:.2f} s for {r['cross_cases']} chains of {r['cross_profiles']} profiles "
