@@ -348,12 +348,13 @@ def _as_text(value: Any) -> str:
 
 MEMORY_LIMIT = "1GB"            # DuckDB's memory_limit for inventory queries; past it, it spills to temp_directory
 DEVICE_FILE_ROWS = 5_000_000    # devices.parquet is one file up to this many devices, else a directory of files
-ID_CHUNK_ROWS = 10_000_000      # the duplicate-id check holds at most about this many ids at once (fits 1GB)
 _REC = "__rec"                  # 1-based record number in the source (files in the order read)
 _ROW_BAD = "__row_bad"          # a problem of the row itself: empty device_id, or a profile row's device count
 _N = "__n"                      # devices of a tuple
 _FIRST = "__first"              # first record of a tuple
 _WEIGHT = "__weight"            # profile tables: the devices column as an integer
+_MIN_ID = "__min_id"            # device tables: the smallest stored device_id of a tuple
+_IDS = "__ids"                  # device tables: how many devices of a tuple have a device_id (not NULL)
 _FRAME = "__iotaudit_frame"     # the registered pandas frame of an in-memory table
 _GLOB = re.compile(r"[*?\[]")
 
@@ -489,8 +490,13 @@ def _blank_sql(col: str) -> str:
 
 
 def _bad_id_sql(col: str) -> str:
-    """A device_id no device can have: empty, or a nested JSON value (:data:`_NESTED`)."""
-    return f"({_blank_sql(col)} OR starts_with({col}, chr(0) || {_sql_text(_NESTED[1:])}))"
+    """A device_id no device can have: empty, or a nested JSON value (:data:`_NESTED`).
+
+    The first character is tested first (a blank or nested id starts with a blank or NUL), so the trim
+    runs on almost no row: the test is on every row of every pass over the device table.
+    """
+    return (f"(({col} = '' OR ascii({col}) IN (0, 9, 10, 13, 32)) AND "
+            f"({_blank_sql(col)} OR starts_with({col}, chr(0) || {_sql_text(_NESTED[1:])})))")
 
 
 def _expand(path: Path) -> tuple[str, tuple[str, ...]]:
@@ -887,9 +893,13 @@ def _group_rows(
                     f"min({_REC}) AS {_FIRST} FROM __raw {where} GROUP BY ALL")
         # Devices: group the stored values first (no per-row expression), then their text; rows whose
         # device_id is empty or repeated are found by the id pass below.
-        inner = f"SELECT {keys}, count(*) AS {_N}, min({_REC}) AS {_FIRST} FROM __source {where} GROUP BY ALL"
+        # The smallest stored id and the ids present tell whether a tuple may hold an empty id: a blank or
+        # nested id starts with a blank or NUL, below every printable character (or it is NULL).
+        inner = (f"SELECT {keys}, count(*) AS {_N}, min({_REC}) AS {_FIRST}, min({_q(DEVICE_ID)}) AS {_MIN_ID}, "
+                 f"count({_q(DEVICE_ID)}) AS {_IDS} FROM __source {where} GROUP BY ALL")
         return (f"SELECT {', '.join(f'{text[col]} AS {_q(col)}' for col in _NORMALISED)}, false AS {_ROW_BAD}, "
-                f"CAST(sum({_N}) AS BIGINT) AS {_N}, min({_FIRST}) AS {_FIRST} FROM ({inner}) GROUP BY ALL")
+                f"CAST(sum({_N}) AS BIGINT) AS {_N}, min({_FIRST}) AS {_FIRST}, min({_MIN_ID}) AS {_MIN_ID}, "
+                f"CAST(sum({_IDS}) AS BIGINT) AS {_IDS} FROM ({inner}) GROUP BY ALL")
 
     located: list[tuple[Any, ...]] = []
     dropped: list[int] = []
@@ -901,27 +911,23 @@ def _group_rows(
             results = {col: {v: normalisers[col](v) for v in tuples[col].unique()} for col in _NORMALISED}
             bad_values = {col: {v: why for v, (_, why) in res.items() if why} for col, res in results.items()}
             stack_of, bad_pairs = _stacks_of_pairs(tuples, results)
-            dups: set[str] = set()
-            ids: list[str] = []
-            if kind is TableKind.DEVICES:  # the repeated ids and the empty ones
-                # Every id is held once in a hash table; past ID_CHUNK_ROWS devices the ids are split by hash
-                # into chunks, one pass each, so the table fits memory_limit whatever the fleet size.
-                chunks = max(1, -(-int(tuples[_N].sum()) // ID_CHUNK_ROWS))
-                for chunk in range(chunks):
-                    where = f"WHERE hash({text[DEVICE_ID]}) % {chunks} = {chunk}" if chunks > 1 else ""
-                    ids += [row[0] for row in con.execute(
-                        f"SELECT {text[DEVICE_ID]} AS v FROM __source {where} GROUP BY v "
-                        f"HAVING count(*) > 1 OR {_bad_id_sql('v')}").fetchall()]
-                dups = {v for v in ids if v.strip() and not v.startswith(_NESTED)}
-            if ids or tuples[_ROW_BAD].any() or any(bad_values.values()) or bad_pairs:
+            suspects = 0
+            if kind is TableKind.DEVICES:  # ids that may repeat (same 64-bit hash) and the empty or nested ones
+                # One pass over 64-bit hashes of the ids, not the ids themselves: a quarter of the memory,
+                # and DuckDB's aggregate spills past memory_limit, so 100M ids take one pass, not ten chunks.
+                # The exact duplicates are then counted among the rows located below, which hold every row
+                # of a suspect hash (a collision of two distinct ids only locates them; it reports nothing).
+                con.execute(f"CREATE TEMP TABLE __suspects AS SELECT hash({text[DEVICE_ID]}) AS h FROM __source "
+                            f"GROUP BY h HAVING count(*) > 1")
+                suspects = con.execute("SELECT count(*) FROM __suspects").fetchall()[0][0]
+            if suspects or tuples[_ROW_BAD].any() or any(bad_values.values()) or bad_pairs or _may_lack_ids(tuples, kind):
                 # Only now is the device table searched for the bad rows themselves (their record numbers).
                 con.register("__bad", pd.DataFrame([(col, v) for col, vals in bad_values.items() for v in vals],
                                                    columns=["col", "v"], dtype=object))
                 cond = [row_bad] + [f"{_q(col)} IN (SELECT v FROM __bad WHERE col = {_sql_text(col)})"
                                     for col, vals in bad_values.items() if vals]
-                if ids:
-                    con.register("__ids", pd.DataFrame({"v": sorted(ids)}, dtype=object))
-                    cond.append(f"{_q(DEVICE_ID)} IN (SELECT v FROM __ids)")
+                if suspects:
+                    cond.append(f"hash({_q(DEVICE_ID)}) IN (SELECT h FROM __suspects)")
                 if bad_pairs:  # tls_stack and path_builder naming different stacks
                     con.register("__pairs", pd.DataFrame(list(bad_pairs), columns=["ts", "pb"], dtype=object))
                     cond.append(f"EXISTS (SELECT 1 FROM __pairs b WHERE b.ts = __raw.{_q(TLS_STACK)} "
@@ -929,10 +935,10 @@ def _group_rows(
                 ident = _q(DEVICE_ID) if kind is TableKind.DEVICES else _q(DEVICES)
                 located = con.execute(f"SELECT {_REC}, {ident}, {row_bad}, {keys} FROM __raw "
                                       f"WHERE {' OR '.join(cond)} ORDER BY {_REC}").fetchall()
+            dups = _repeated_ids(located) if kind is TableKind.DEVICES else set()
             problem_recs, first_of, dropped = _scan_located(located, kind, dups)
-            if dropped and skip_bad_rows:  # rows with an empty or repeated id out: count again without them
-                con.register("__dropped", pd.DataFrame({"rec": np.asarray(dropped, dtype=np.int64)}))
-                tuples = con.execute(tuples_sql(text, f"WHERE {_REC} NOT IN (SELECT rec FROM __dropped)")).df()
+            if dropped and skip_bad_rows:  # rows with an empty or repeated id out: their tuples count them no more
+                tuples = _without_records(con, tuples, located, dropped)
     except duckdb.OutOfMemoryException as err:  # a local limit, not a fact about the inventory
         raise InventoryError(source, [(None, None, f"DuckDB needs more than memory_limit {table.memory_limit} "
                                                    f"here (raise --memory-limit, or free the temp directory): {err}")]) from err
@@ -949,6 +955,64 @@ def _group_rows(
     group_order = [str(g) for g in firsts.sort_values(kind="stable").index]
     return _profiles_from_tuples(tuples, results, group_order, table, kind, source, first_row, bad_rows, problems,
                                  dropped, stack_of, trust_stores)
+
+
+def _may_lack_ids(tuples: pd.DataFrame, kind: TableKind) -> bool:
+    """Whether some device row may have an empty or nested device_id (then the rows are searched for it)."""
+    if kind is not TableKind.DEVICES or tuples.empty:
+        return False
+    if (tuples[_IDS] < tuples[_N]).any():  # a NULL id
+        return True
+    def may_be_blank(v: Any) -> bool:
+        if isinstance(v, str):
+            return v == "" or ord(v[0]) <= 32
+        if isinstance(v, (int, np.integer)):  # a number's text is never blank
+            return False
+        return True  # NULL, NaN, a list (whose text may be empty) ...: search the rows
+    return bool(tuples[_MIN_ID].map(may_be_blank).any())
+
+
+def _repeated_ids(located: Sequence[tuple[Any, ...]]) -> set[str]:
+    """The device ids (not empty, not nested) that more than one located row carries.
+
+    Exact because every row whose id hash repeats is located: an id that repeats in the file repeats here.
+    """
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for _, device_id, *_ in located:
+        if device_id in seen:
+            repeated.add(device_id)
+        seen.add(device_id)
+    return {v for v in repeated if v.strip() and not v.startswith(_NESTED)}
+
+
+def _without_records(con: Any, tuples: pd.DataFrame, located: Sequence[tuple[Any, ...]], dropped: Sequence[int]) -> pd.DataFrame:
+    """``tuples`` (distinct raw rows with ``__n`` and ``__first``) without the ``dropped`` records.
+
+    The dropped records are located rows, so their tuples are known: each loses one device, a tuple left
+    with none goes, and only a tuple whose first record went is searched again for its new first record
+    (instead of grouping the whole table a second time).
+    """
+    out = tuples.copy()
+    row_of = {tuple(row): i for i, row in enumerate(out[list(_NORMALISED)].itertuples(index=False, name=None))}
+    gone = set(dropped)
+    moved: set[int] = set()
+    for rec, _, _, *values in located:
+        if int(rec) in gone:
+            i = row_of[tuple(values)]
+            out.iloc[i, out.columns.get_loc(_N)] -= 1
+            if int(out.iloc[i, out.columns.get_loc(_FIRST)]) == int(rec):
+                moved.add(i)
+    moved = {i for i in moved if out.iloc[i, out.columns.get_loc(_N)] > 0}
+    if moved:
+        con.register("__dropped", pd.DataFrame({"rec": np.asarray(sorted(gone), dtype=np.int64)}))
+        con.register("__moved", out.iloc[sorted(moved)][list(_NORMALISED)].reset_index(drop=True))
+        on = " AND ".join(f"r.{_q(col)} = m.{_q(col)}" for col in _NORMALISED)
+        firsts = con.execute(f"SELECT {', '.join(f'm.{_q(col)}' for col in _NORMALISED)}, min(r.{_REC}) FROM __raw r "
+                             f"JOIN __moved m ON {on} WHERE r.{_REC} NOT IN (SELECT rec FROM __dropped) GROUP BY ALL").fetchall()
+        for *values, first in firsts:
+            out.iloc[row_of[tuple(values)], out.columns.get_loc(_FIRST)] = int(first)
+    return out[out[_N] > 0].reset_index(drop=True)
 
 
 def _stacks_of_pairs(

@@ -111,14 +111,31 @@ def test_skipped_duplicates_are_left_out_of_counts_and_devices(tmp_path: Path) -
         {"profile_key": "fw", "group": "g1", "devices": 2}]
 
 
-def test_duplicate_ids_are_found_when_the_id_check_runs_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("iotaudit.inventory.ID_CHUNK_ROWS", 2)
+def test_duplicate_and_empty_ids_are_found_among_many(tmp_path: Path) -> None:
     path = write(tmp_path, *(f"d{i},g,fw,us-east-1,*,AmazonRootCA1,rsa,,,," for i in range(9)),
-                 "d4,g,fw,us-east-1,*,AmazonRootCA1,rsa,,,,", ",g,fw,us-east-1,*,AmazonRootCA1,rsa,,,,")
+                 "d4,g,fw,us-east-1,*,AmazonRootCA1,rsa,,,,", ",g,fw,us-east-1,*,AmazonRootCA1,rsa,,,,",
+                 " d7,g,fw,us-east-1,*,AmazonRootCA1,rsa,,,,")  # leading blanks are not part of an id
     with pytest.raises(InventoryError) as info:
         load_inventory(path)
     assert info.value.problems == [(11, "device_id", "duplicate device_id 'd4' (first on row 6)"),
-                                   (12, "device_id", "device_id is empty")]
+                                   (12, "device_id", "device_id is empty"),
+                                   (13, "device_id", "duplicate device_id 'd7' (first on row 9)")]
+
+
+def test_a_profile_whose_first_device_is_skipped_starts_at_its_next_device(tmp_path: Path) -> None:
+    # Skipped rows are taken out of their tuples' counts without grouping the table again; a tuple whose
+    # first record went gets its next record as first row (the row messages about the profile name).
+    path = write(tmp_path, ",g,fw-a,us-east-1,*,AmazonRootCA1,rsa,,,,", "d1,g,fw-b,us-east-1,*,AmazonRootCA1,rsa,,,,",
+                 "d1,g,fw-c,us-east-1,*,AmazonRootCA1,rsa,,,,", "d2,g,fw-a,us-east-1,*,AmazonRootCA1,rsa,,,,",
+                 "d3,g,fw-c,us-east-1,*,AmazonRootCA1,rsa,,,,", "d4,g2,fw-d,us-east-1,*,AmazonRootCA1,rsa,,,,",
+                 "d4,g2,fw-d,us-east-1,*,AmazonRootCA1,rsa,,,,")
+    inv = load_inventory(path, skip_bad_rows=True)
+    assert [p[:2] for p in inv.problems] == [(2, "device_id"), (4, "device_id"), (8, "device_id")]
+    got = inv.profiles.set_index("profile_key")
+    assert list(got.index) == ["fw-b", "fw-a", "fw-c", "fw-d"]        # in order of their first kept device
+    assert got["first_row"].to_dict() == {"fw-b": 3, "fw-a": 5, "fw-c": 6, "fw-d": 7}
+    assert got["devices"].to_dict() == {"fw-b": 1, "fw-a": 1, "fw-c": 1, "fw-d": 1}
+    assert list(inv.devices["device_id"]) == ["d1", "d2", "d3", "d4"]
 
 
 def test_a_header_only_inventory_has_no_profiles(tmp_path: Path) -> None:
@@ -285,3 +302,22 @@ def test_record_numbers_hold_in_a_csv_large_enough_to_be_read_in_parallel(tmp_pa
     assert devices["device_id"].iloc[0] == "thing-0" and devices["device_id"].iloc[-1] == "thing-249999"
     ids = devices["device_id"].str.slice(6).astype(int).to_numpy()
     assert (np.diff(ids) > 0).all()
+
+
+@pytest.mark.parametrize("bad_id", [None, "", "\t", " \n", "\x00nested:[1]"])
+def test_an_empty_id_is_found_in_parquet_whatever_it_is_made_of(tmp_path: Path, bad_id: str | None) -> None:
+    table = fleet(50)
+    table.loc[37, "device_id"] = bad_id
+    table.to_parquet(tmp_path / "f.parquet", index=False)
+    inv = load_inventory(tmp_path / "f.parquet", skip_bad_rows=True)
+    assert [p[:2] for p in inv.problems] == [(38, "device_id")] and inv.device_count == 49
+
+
+def test_integer_ids_need_no_search_and_still_find_duplicates(tmp_path: Path) -> None:
+    table = fleet(40)
+    table["device_id"] = np.arange(40, dtype=np.int64)
+    table.loc[30, "device_id"] = 3
+    table.to_parquet(tmp_path / "f.parquet", index=False)
+    with pytest.raises(InventoryError) as info:
+        load_inventory(tmp_path / "f.parquet")
+    assert info.value.problems == [(31, "device_id", "duplicate device_id '3' (first on row 4)")]
