@@ -632,6 +632,9 @@ class Inventory:
         dropped_records: Records of ``table`` left out although their values are good (later duplicates).
         first_record_row: The row number of the first record of ``table`` (2 for CSV: the header is line 1).
         trust_stores: Where trust-store files may be read from; None = inside the inventory's directory.
+        stored_keys: Each distinct tuple of ``table``'s stored values: its 64-bit ``hash`` (``__h``, distinct)
+            and its text, so per-device output joins rows to ``mapping`` on one hash without grouping
+            the table again; None when two tuples share a hash (the join is then on the text).
     """
 
     profiles: pd.DataFrame
@@ -645,6 +648,7 @@ class Inventory:
     dropped_records: tuple[int, ...] = ()
     first_record_row: int = 1
     trust_stores: TrustStorePolicy | None = None
+    stored_keys: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", Path(self.source))
@@ -719,12 +723,18 @@ class Inventory:
             # devices then join on one 64-bit hash of their stored values, exact because the distinct
             # tuples' hashes are checked to be distinct (else the join is on the text of every column).
             stored = ", ".join(_q(col) for col in _NORMALISED)
-            con.execute(f"CREATE TEMP TABLE __keys AS SELECT {stored}, hash({stored}) AS __h FROM __source GROUP BY ALL")
-            as_text = ", ".join(f"{text[col]} AS {_q(col)}" for col in _NORMALISED)
             on = " AND ".join(f"t.{_q(col)} = m.{_q(col)}" for col in _NORMALISED)
-            con.execute(f"CREATE TEMP TABLE __keyed AS SELECT t.__h, m.* FROM (SELECT __h, {as_text} FROM __keys) t "
-                        f"JOIN __map m ON {on}")
-            if _hashes_distinct(con):
+            if self.stored_keys is not None:  # the load's distinct stored tuples: no second group-by
+                con.register("__stored_keys", self.stored_keys)
+                con.execute(f"CREATE TEMP TABLE __keyed AS SELECT t.__h, m.* FROM __stored_keys t JOIN __map m ON {on}")
+                distinct = True
+            else:
+                con.execute(f"CREATE TEMP TABLE __keys AS SELECT {stored}, hash({stored}) AS __h FROM __source GROUP BY ALL")
+                as_text = ", ".join(f"{text[col]} AS {_q(col)}" for col in _NORMALISED)
+                con.execute(f"CREATE TEMP TABLE __keyed AS SELECT t.__h, m.* FROM (SELECT __h, {as_text} FROM __keys) t "
+                            f"JOIN __map m ON {on}")
+                distinct = _hashes_distinct(con)
+            if distinct:
                 stored_s = ", ".join(f"s.{_q(col)}" for col in _NORMALISED)
                 yield con, f"SELECT {', '.join(select)} FROM __source s JOIN __keyed k ON hash({stored_s}) = k.__h WHERE {where}"
             else:
@@ -887,25 +897,33 @@ def _group_rows(
     else:
         row_bad = f"({_WEIGHT} IS NULL OR {_WEIGHT} <= 0)"
 
-    def tuples_sql(text: dict[str, str], where: str = "") -> str:
+    def tuples_sql(text: dict[str, str]) -> str:
         if kind is TableKind.PROFILES:  # a profile table is small: group its text directly
             return (f"SELECT {keys}, {row_bad} AS {_ROW_BAD}, CAST(sum(coalesce({_WEIGHT}, 0)) AS BIGINT) AS {_N}, "
-                    f"min({_REC}) AS {_FIRST} FROM __raw {where} GROUP BY ALL")
-        # Devices: group the stored values first (no per-row expression), then their text; rows whose
-        # device_id is empty or repeated are found by the id pass below.
-        # The smallest stored id and the ids present tell whether a tuple may hold an empty id: a blank or
-        # nested id starts with a blank or NUL, below every printable character (or it is NULL).
-        inner = (f"SELECT {keys}, count(*) AS {_N}, min({_REC}) AS {_FIRST}, min({_q(DEVICE_ID)}) AS {_MIN_ID}, "
-                 f"count({_q(DEVICE_ID)}) AS {_IDS} FROM __source {where} GROUP BY ALL")
+                    f"min({_REC}) AS {_FIRST} FROM __raw GROUP BY ALL")
+        # Devices: the distinct stored tuples (__stored, grouped with no per-row expression), then their
+        # text; rows whose device_id is empty or repeated are found by the id pass below.
         return (f"SELECT {', '.join(f'{text[col]} AS {_q(col)}' for col in _NORMALISED)}, false AS {_ROW_BAD}, "
                 f"CAST(sum({_N}) AS BIGINT) AS {_N}, min({_FIRST}) AS {_FIRST}, min({_MIN_ID}) AS {_MIN_ID}, "
-                f"CAST(sum({_IDS}) AS BIGINT) AS {_IDS} FROM ({inner}) GROUP BY ALL")
+                f"CAST(sum({_IDS}) AS BIGINT) AS {_IDS} FROM __stored GROUP BY ALL")
 
     located: list[tuple[Any, ...]] = []
     dropped: list[int] = []
     try:
         with table.connect() as con:
             text = table.text_sql(con)
+            stored_keys = None
+            if kind is TableKind.DEVICES:
+                # The smallest stored id and the ids present tell whether a tuple may hold an empty id: a blank
+                # or nested id starts with a blank or NUL, below every printable character (or it is NULL).
+                con.execute(f"CREATE TEMP TABLE __stored AS SELECT {keys}, count(*) AS {_N}, min({_REC}) AS {_FIRST}, "
+                            f"min({_q(DEVICE_ID)}) AS {_MIN_ID}, count({_q(DEVICE_ID)}) AS {_IDS} FROM __source GROUP BY ALL")
+                # Each distinct stored tuple's hash and text: devices.parquet joins rows to profiles on it
+                # without grouping the table again (exact only when the hashes are distinct; else None).
+                stored_keys = con.execute(f"SELECT hash({keys}) AS __h, "
+                                          f"{', '.join(f'{text[col]} AS {_q(col)}' for col in _NORMALISED)} FROM __stored").df()
+                if not stored_keys["__h"].is_unique:
+                    stored_keys = None
             tuples = con.execute(tuples_sql(text)).df()
             every_row = tuples
             results = {col: {v: normalisers[col](v) for v in tuples[col].unique()} for col in _NORMALISED}
@@ -954,7 +972,7 @@ def _group_rows(
     firsts = pd.Series(every_row[_FIRST].to_numpy(), index=group_first.to_numpy()).groupby(level=0).min()
     group_order = [str(g) for g in firsts.sort_values(kind="stable").index]
     return _profiles_from_tuples(tuples, results, group_order, table, kind, source, first_row, bad_rows, problems,
-                                 dropped, stack_of, trust_stores)
+                                 dropped, stack_of, trust_stores, stored_keys)
 
 
 def _may_lack_ids(tuples: pd.DataFrame, kind: TableKind) -> bool:
@@ -1100,7 +1118,7 @@ def _profiles_from_tuples(
     tuples: pd.DataFrame, results: dict[str, dict[str, tuple[str, str]]], group_order: list[str], table: DeviceTable,
     kind: TableKind,
     source: Path, first_row: int, bad_rows: int, problems: list[Problem], dropped: Sequence[int],
-    stack_of: dict[tuple[str, str], str], trust_stores: TrustStorePolicy | None,
+    stack_of: dict[tuple[str, str], str], trust_stores: TrustStorePolicy | None, stored_keys: pd.DataFrame | None = None,
 ) -> Inventory:
     """The profiles, group counts and device -> profile mapping from the distinct raw tuples."""
     norm = {col: tuples[col].map(lambda v, col=col: results[col][v][0]) for col in _NORMALISED}
@@ -1151,7 +1169,7 @@ def _profiles_from_tuples(
                             axis=1)
     return Inventory(profiles=profiles, source=source, bad_rows=bad_rows, problems=problems, group_counts=group_counts,
                      table=table, kind=kind, mapping=mapping, dropped_records=tuple(dropped), first_record_row=first_row,
-                     trust_stores=trust_stores)
+                     trust_stores=trust_stores, stored_keys=stored_keys if mapping is not None else None)
 
 
 def inventory_from_frame(
