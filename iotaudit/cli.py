@@ -158,6 +158,9 @@ def _register_collect(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument("--client-cert", metavar="FILE", help="PEM client certificate to present")
     how.add_argument("--client-key", metavar="FILE", help="its PEM private key (default: --client-cert)")
     how.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    how.add_argument("--wide", action="store_true",
+                     help="print the summary table in full, however long its lines (as show --wide; "
+                          "by default it is fitted to the terminal's width like show's)")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace RUN if it exists")
     p.set_defaults(func=_lazy("collection", "collect_command"))

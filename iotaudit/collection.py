@@ -30,7 +30,7 @@ import select
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -711,6 +711,36 @@ def run_records(
 
 # --- summary ------------------------------------------------------------------
 
+# The summary's columns, in order: :func:`summarize`'s frame and :func:`format_records_summary`'s lines.
+_SUMMARY_COLUMNS = (c.HOST, c.PORT, c.LABEL, c.PROBE, c.STATUS, c.TLS_VERSION, c.CIPHER, SUMMARY_CHAIN, SUMMARY_TOP,
+                    c.CHAIN_LENGTH, SUMMARY_EARLIEST, c.ERROR)
+_SUMMARY_NUMBERS = (c.PORT, c.CHAIN_LENGTH)  # numeric columns of summarize()'s frame
+
+
+def _summary_row(obs: Mapping[str, Any], certificates: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """One summary line of one observation, without pandas: :func:`summarize` and the collect command share it.
+
+    Args:
+        obs: An observations row (a ``RunRecords`` dict, or a frame row as a dict).
+        certificates: ``sha256`` -> its certificates row (``subject_cn``, ``catalog_name``,
+            ``catalog_match``, ``not_after``).
+    """
+    chain = list(obs[c.CHAIN_SHA256] if obs[c.CHAIN_SHA256] is not None else [])
+    top = ""
+    last = certificates.get(chain[-1]) if chain else None
+    if last is not None:
+        top = str(last[c.CATALOG_NAME] or "")
+        if top and last[c.CATALOG_MATCH] == "key":
+            top += " (key)"
+    dates = [certificates[s][c.NOT_AFTER] for s in chain if s in certificates]
+    return {
+        c.HOST: obs[c.HOST], c.PORT: obs[c.PORT], c.LABEL: obs[c.LABEL], c.PROBE: obs[c.PROBE],
+        c.STATUS: obs[c.STATUS], c.TLS_VERSION: obs[c.TLS_VERSION], c.CIPHER: obs[c.CIPHER],
+        SUMMARY_CHAIN: " <- ".join(str(certificates[s][c.SUBJECT_CN]) if s in certificates else s[:12] for s in chain),
+        SUMMARY_TOP: top, c.CHAIN_LENGTH: len(chain),
+        SUMMARY_EARLIEST: min(dates) if dates else None, c.ERROR: obs[c.ERROR],
+    }
+
 
 def summarize(run: Run) -> pd.DataFrame:
     """One line per host / port / probe: what was served, for people.
@@ -723,45 +753,105 @@ def summarize(run: Run) -> pd.DataFrame:
     """
     import pandas as pd
 
-    certs = run.certificates.set_index(c.SHA256)
-    cn = certs[c.SUBJECT_CN].to_dict() if len(certs) else {}
-    name = certs[c.CATALOG_NAME].to_dict() if len(certs) else {}
-    match = certs[c.CATALOG_MATCH].astype("string").to_dict() if len(certs) else {}
-    not_after = certs[c.NOT_AFTER].to_dict() if len(certs) else {}
-    rows = []
-    for obs in run.observations.to_dict("records"):
-        chain = list(obs[c.CHAIN_SHA256] or [])
-        top = ""
-        if chain:
-            top = str(name.get(chain[-1]) or "")
-            if top and match.get(chain[-1]) == "key":
-                top += " (key)"
-        dates = [not_after[s] for s in chain if s in not_after]
-        rows.append({
-            c.HOST: obs[c.HOST], c.PORT: obs[c.PORT], c.LABEL: obs[c.LABEL], c.PROBE: obs[c.PROBE],
-            c.STATUS: obs[c.STATUS], c.TLS_VERSION: obs[c.TLS_VERSION], c.CIPHER: obs[c.CIPHER],
-            SUMMARY_CHAIN: " <- ".join(str(cn.get(s, s[:12])) for s in chain),
-            SUMMARY_TOP: top, c.CHAIN_LENGTH: len(chain),
-            SUMMARY_EARLIEST: min(dates) if dates else pd.NaT, c.ERROR: obs[c.ERROR],
-        })
-    frame = pd.DataFrame.from_records(rows, columns=[
-        c.HOST, c.PORT, c.LABEL, c.PROBE, c.STATUS, c.TLS_VERSION, c.CIPHER, SUMMARY_CHAIN, SUMMARY_TOP,
-        c.CHAIN_LENGTH, SUMMARY_EARLIEST, c.ERROR,
-    ])
+    certs = run.certificates[[c.SHA256, c.SUBJECT_CN, c.CATALOG_NAME, c.CATALOG_MATCH, c.NOT_AFTER]]
+    by_sha = {row[c.SHA256]: row for row in _plain(certs).to_dict("records")}
+    rows = [_summary_row(obs, by_sha) for obs in run.observations.to_dict("records")]
+    frame = pd.DataFrame.from_records(rows, columns=list(_SUMMARY_COLUMNS))
     frame[SUMMARY_EARLIEST] = pd.to_datetime(frame[SUMMARY_EARLIEST], utc=True).astype(c.TIME)
     return frame
 
 
-# Fitting a terminal: text columns shortened (widest first, down to _MIN_WIDTH, with "..."), then
-# columns left out in this order; ``show --wide`` prints everything.
+# Fitting a terminal: text columns shortened (widest first, down to _ROOMY_WIDTH, with "..."), then
+# columns left out in _DROPPABLE order, then shortened again down to _MIN_WIDTH; host, port, probe,
+# status and chain are never left out.  ``--wide`` (show, collect) prints everything.
 _FLEXIBLE = (SUMMARY_CHAIN, c.ERROR, c.HOST, SUMMARY_TOP, c.CIPHER, c.LABEL)
 _DROPPABLE = (c.LABEL, c.CIPHER, SUMMARY_TOP, c.CHAIN_LENGTH, c.TLS_VERSION, SUMMARY_EARLIEST, c.ERROR)
 _MIN_WIDTH = 16
 _ROOMY_WIDTH = 36
+# Written as pandas' DataFrame.to_string writes them (pandas/io/formats/printing.py, pprint_thing's
+# escape_chars), so a stray newline in an error message cannot break a table line.
+_ESCAPES = str.maketrans({"\t": "\\t", "\r": "\\r", "\n": "\\n"})
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every missing value (NaN, NaT, NA) as None, so rows read as plain Python values."""
+    return frame.astype(object).where(frame.notna(), None)
 
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 3)] + "..."
+
+
+def _cell(value: Any) -> str:
+    """A summary value as table text: None -> "", a time -> its date, anything else ``str``."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):  # pandas.Timestamp is a datetime
+        return value.strftime("%Y-%m-%d")
+    return str(value)
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None, *,
+                 numeric: Collection[str] = (), flexible: Sequence[str] = _FLEXIBLE,
+                 droppable: Sequence[str] = _DROPPABLE) -> str:
+    """Right-aligned text columns, one space apart, fitted to ``width``; pure Python (the collect process has no pandas).
+
+    The lines are those of pandas' ``DataFrame.to_string(index=False)`` over the same strings, so
+    ``iotaudit show`` (a frame) and ``iotaudit collect`` (rows) print the same table.
+
+    Args:
+        header: Column names.
+        rows: One sequence of cell strings per line, as long as ``header``.
+        width: Fit every line in this many characters: the widest ``flexible`` columns are shortened
+            with ``...`` down to 36 characters, then ``droppable`` columns are left out in order, then
+            ``flexible`` ones shortened down to 16.  When even that is too wide the lines are left to wrap
+            (the other columns are never dropped).  None prints every value in full.
+        numeric: Columns of numbers: their name gets one space more room, as pandas leaves for a sign
+            (pandas/io/formats/format.py, ``DataFrameFormatter`` gives numeric column labels a leading space).
+        flexible: Columns that may be shortened, in the order ties are broken.
+        droppable: Columns that may be left out, least telling first.
+
+    Raises:
+        ValueError: when a row's length differs from the header's.
+    """
+    cells = [[text.translate(_ESCAPES) for text in row] for row in rows]
+    bad = next((i for i, row in enumerate(cells) if len(row) != len(header)), None)
+    if bad is not None:
+        raise ValueError(f"table row {bad} has {len(cells[bad])} cells for {len(header)} columns")
+    names = list(header)
+    titles = {name: f" {name}" if name in numeric else name for name in names}
+    full = {name: max([len(titles[name]), *(len(row[i]) for row in cells)]) for i, name in enumerate(names)}
+    limits = {name: full[name] for name in flexible if name in full}
+    leave_out = [name for name in droppable if name in full]
+    dropped: list[str] = []
+
+    def shown_width(name: str) -> int:
+        if name not in limits or limits[name] >= full[name]:
+            return full[name]
+        i = names.index(name)
+        return max([len(titles[name]), *(len(_clip(row[i], limits[name])) for row in cells)])
+
+    widths = dict(full)
+    floor = _ROOMY_WIDTH  # shorten to this first, then leave columns out, then shorten to _MIN_WIDTH
+    # Every line is padded to the same length, so the longest is the sum of the kept columns' widths.
+    while width is not None and (longest := sum(widths[n] for n in names if n not in dropped)
+                                 + len(names) - len(dropped) - 1) > width:
+        col = max((k for k in limits if k not in dropped and limits[k] > floor), key=lambda k: limits[k], default=None)
+        if col is not None:
+            limits[col] = max(floor, limits[col] - (longest - width))
+            widths[col] = shown_width(col)
+        elif len(dropped) < len(leave_out):
+            dropped.append(leave_out[len(dropped)])
+        elif floor > _MIN_WIDTH:
+            floor = _MIN_WIDTH
+        else:
+            break  # as narrow as it gets: lines wrap rather than lose host, probe, status or chain
+    kept = [(i, name) for i, name in enumerate(names) if name not in dropped]
+    lines = [" ".join(titles[name].rjust(widths[name]) for _, name in kept)]
+    for row in cells:
+        lines.append(" ".join((_clip(row[i], limits[name]) if name in limits else row[i]).rjust(widths[name])
+                              for i, name in kept))
+    return "\n".join(lines)
 
 
 def format_summary(summary: pd.DataFrame, width: int | None = None) -> str:
@@ -771,38 +861,30 @@ def format_summary(summary: pd.DataFrame, width: int | None = None) -> str:
         summary: :func:`summarize` output.
         width: Fit every line in this many characters: long text columns (chain, error, host ...)
             are shortened with ``...``, then the least telling columns left out (label, cipher, ...);
-            None prints every column and value in full (``iotaudit show --wide``).
+            None prints every column and value in full (``iotaudit show --wide``).  See :func:`format_table`.
     """
     if summary.empty:
         return "(no observations)"
-    shown = summary.copy()
-    shown[SUMMARY_EARLIEST] = shown[SUMMARY_EARLIEST].dt.strftime("%Y-%m-%d").fillna("")
-    for col in _FLEXIBLE:
-        shown[col] = shown[col].astype("string").fillna("").astype(object)
-    text = shown.to_string(index=False, na_rep="")
-    if width is None:
-        return text
-    limits = {col: max([len(col), *(len(v) for v in shown[col])]) for col in _FLEXIBLE}
-    dropped: list[str] = []
-    floor = _ROOMY_WIDTH  # shorten to this first, then leave columns out, then shorten to _MIN_WIDTH
-    while (longest := max(len(line) for line in text.splitlines())) > width:
-        col = max((k for k in _FLEXIBLE if k not in dropped and limits[k] > floor),
-                  key=lambda k: limits[k], default=None)
-        if col is not None:
-            limits[col] = max(floor, limits[col] - (longest - width))
-        elif len(dropped) < len(_DROPPABLE):
-            dropped.append(_DROPPABLE[len(dropped)])
-        elif floor > _MIN_WIDTH:
-            floor = _MIN_WIDTH
-            continue
-        else:
-            break  # as narrow as it gets: lines wrap rather than lose host, probe, status or chain
-        clipped = shown.drop(columns=dropped)
-        for name in _FLEXIBLE:
-            if name not in dropped:
-                clipped[name] = [_clip(v, limits[name]) for v in shown[name]]
-        text = clipped.to_string(index=False, na_rep="")
-    return text
+    from pandas.api.types import is_numeric_dtype
+
+    rows = [[_cell(v) for v in row] for row in _plain(summary).itertuples(index=False, name=None)]
+    numbers = [str(name) for name, dtype in summary.dtypes.items() if is_numeric_dtype(dtype)]
+    return format_table([str(name) for name in summary.columns], rows, width, numeric=numbers)
+
+
+def format_records_summary(recorded: RunRecords, width: int | None = None) -> str:
+    """:func:`format_summary` of a collection still in rows: the same lines, without pandas (issue 11).
+
+    Args:
+        recorded: What :func:`collect` returns with ``build=run_records``.
+        width: As :func:`format_summary`.
+    """
+    certificates = {row[c.SHA256]: row for row in recorded.tables["certificates"]}
+    rows = [[_cell(row[name]) for name in _SUMMARY_COLUMNS]
+            for row in (_summary_row(obs, certificates) for obs in recorded.tables["observations"])]
+    if not rows:
+        return "(no observations)"
+    return format_table(list(_SUMMARY_COLUMNS), rows, width, numeric=_SUMMARY_NUMBERS)
 
 
 def terminal_width() -> int:
@@ -868,7 +950,7 @@ def collect_command(args: argparse.Namespace) -> int:
     # written keeps the collection in a fallback directory (write_run_or_keep).
     written = write_run_or_keep(recorded, args.out, overwrite=args.overwrite)
     if not args.quiet:
-        print(format_records_summary(recorded))
+        print(format_records_summary(recorded, width=None if args.wide else terminal_width()))
     print(written)
     statuses = [str(obs[c.STATUS]) for obs in recorded.tables["observations"]]
     local = sum(status == ProbeStatus.LOCAL_ERROR.value for status in statuses)
@@ -888,27 +970,3 @@ def show_command(args: argparse.Namespace) -> int:
     """``iotaudit show``; returns the exit status."""
     print(format_summary(summarize(load_run(args.run)), width=None if args.wide else terminal_width()))
     return ExitStatus.OK
-
-
-def format_records_summary(recorded: RunRecords) -> str:
-    """:func:`format_summary` of a collection still in rows (the same lines, no pandas)."""
-    certs = {row[c.SHA256]: row for row in recorded.tables["certificates"]}
-    head = [c.HOST, c.PORT, c.LABEL, c.PROBE, c.STATUS, c.TLS_VERSION, c.CIPHER, SUMMARY_CHAIN, SUMMARY_TOP,
-            c.CHAIN_LENGTH, SUMMARY_EARLIEST, c.ERROR]
-    rows = []
-    for obs in recorded.tables["observations"]:
-        chain = list(obs[c.CHAIN_SHA256] or [])
-        top = ""
-        if chain and chain[-1] in certs:
-            top = str(certs[chain[-1]][c.CATALOG_NAME] or "")
-            if top and certs[chain[-1]][c.CATALOG_MATCH] == "key":
-                top += " (key)"
-        dates = [certs[s][c.NOT_AFTER] for s in chain if s in certs]
-        rows.append([obs[c.HOST], obs[c.PORT], obs[c.LABEL], obs[c.PROBE], obs[c.STATUS], obs[c.TLS_VERSION],
-                     obs[c.CIPHER], " <- ".join(str(certs[s][c.SUBJECT_CN]) if s in certs else s[:12] for s in chain),
-                     top, len(chain), min(dates).strftime("%Y-%m-%d") if dates else "", (obs[c.ERROR] or "")[:60]])
-    if not rows:
-        return "(no observations)"
-    cells = [[str(v if v is not None else "") for v in row] for row in [head, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
-    return "\n".join(" ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from iotaudit.store import TABLES, load_run, write_run
 
 @pytest.mark.slow
 def test_the_collect_command_imports_neither_pandas_nor_papermill(lab, tmp_path: Path) -> None:
+    # Its summary still fits the terminal as show's does (format_table, pure Python).
     out = tmp_path / "run"
     script = (
         "import json, sys\n"
@@ -26,10 +28,14 @@ def test_the_collect_command_imports_neither_pandas_nor_papermill(lab, tmp_path:
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'papermill', 'nbconvert', 'matplotlib'))\n"
         "print(json.dumps({'status': status, 'heavy': heavy}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    env = {**os.environ, "COLUMNS": "80"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True,
+                          env=env)
+    *table, path, last = done.stdout.strip().splitlines()
+    report = json.loads(last)
     assert report == {"status": 0, "heavy": []}
-    assert "ats-dual" in done.stdout and str(out) in done.stdout  # the summary table and the run path
+    assert path == str(out) and "ats-dual" in done.stdout  # the summary table, then the run path
+    assert len(table) == 1 + 3 * len(lab.targets) and max(len(line) for line in table) <= 80
     run = load_run(out)
     assert len(run.observations) == 3 * len(lab.targets)
 
