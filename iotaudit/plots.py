@@ -540,22 +540,38 @@ class TextGeometry:
     texts: int
 
 
-def text_geometry(figure: Figure, dpi: float = REPORT_DPI) -> TextGeometry:
-    """Measure every visible text of ``figure`` as it will be drawn at ``dpi`` (see :class:`TextGeometry`)."""
+def text_geometry(figure: Figure, dpi: float = REPORT_DPI, *, drawn: bool = False) -> TextGeometry:
+    """Measure every visible text of ``figure`` as it will be drawn at ``dpi`` (see :class:`TextGeometry`).
+
+    Args:
+        figure: The figure.
+        dpi: The resolution it is (or will be) saved at.
+        drawn: The figure was just saved at ``dpi`` (``savefig`` ran its layout and placed every tick):
+            measure without drawing it again, which is most of the cost of a figure of hundreds of rows.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.text import Text
 
     FigureCanvasAgg(figure)
     figure.set_dpi(dpi)
     renderer = figure.canvas.get_renderer()
-    figure.draw(renderer)
+    if not drawn:
+        figure.draw(renderer)
+    boxes: dict[int, Any] = {}
+
+    def box_of(text: Text) -> Any:  # each text's box once: the checks below ask for most boxes twice or more
+        key = id(text)
+        if key not in boxes:
+            boxes[key] = text.get_window_extent(renderer)
+        return boxes[key]
+
     tight = figure.get_tightbbox(renderer)  # inches: what bbox_inches="tight" keeps
     width, height = tight.width * dpi, tight.height * dpi
     x0, y0 = tight.x0 * dpi, tight.y0 * dpi
     texts = [t for t in figure.findobj(Text) if t.get_visible() and t.get_text().strip()]
     sizes, clipped = [], 0
     for text in texts:
-        box = text.get_window_extent(renderer)
+        box = box_of(text)
         if box.width <= 0:
             continue
         sizes.append(text.get_fontsize() * dpi / 72.0)
@@ -564,21 +580,19 @@ def text_geometry(figure: Figure, dpi: float = REPORT_DPI) -> TextGeometry:
     overlapping = 0
     for ax in figure.axes:
         for labels in (ax.get_yticklabels(), ax.get_xticklabels()):
-            boxes = sorted((t.get_window_extent(renderer) for t in labels if t.get_text().strip()),
-                           key=lambda b: (b.y0, b.x0))
-            overlapping += sum(1 for a, b in zip(boxes, boxes[1:]) if a.overlaps(b)
+            ordered = sorted((box_of(t) for t in labels if t.get_text().strip()), key=lambda b: (b.y0, b.x0))
+            overlapping += sum(1 for a, b in zip(ordered, ordered[1:]) if a.overlaps(b)
                                and min(a.y1, b.y1) - max(a.y0, b.y0) > 1 and min(a.x1, b.x1) - max(a.x0, b.x0) > 1)
         if ax.images:  # a grid drawn with imshow: each annotation must fit its cell
             cell_px = abs(ax.transData.transform((1, 0))[0] - ax.transData.transform((0, 0))[0])
-            overlapping += sum(1 for t in ax.texts if t.get_text().strip()
-                               and t.get_window_extent(renderer).width > cell_px - 2)
+            overlapping += sum(1 for t in ax.texts if t.get_text().strip() and box_of(t).width > cell_px - 2)
     # Stacked panels (small multiples): no tick label or title of one panel may run into another panel.
     areas = [ax.get_window_extent(renderer) for ax in figure.axes]
     for i, ax in enumerate(figure.axes):
         own = [t for t in (*ax.get_xticklabels(), *ax.get_yticklabels(), ax.title, ax.xaxis.label)
                if t.get_visible() and t.get_text().strip()]
         for text in own:
-            box = text.get_window_extent(renderer)
+            box = box_of(text)
             overlapping += sum(1 for j, area in enumerate(areas) if j != i and box.overlaps(area)
                                and min(box.y1, area.y1) - max(box.y0, area.y0) > 1
                                and min(box.x1, area.x1) - max(box.x0, area.x0) > 1)

@@ -154,3 +154,16 @@ def test_per_stack_panels_of_the_sample_inventory_keep_their_labels_apart(lab_ru
     geometry = text_geometry(figure)  # draws the figure: warnings are errors in this suite
     assert geometry.overlapping == 0 and geometry.clipped == 0
     assert geometry.min_font_px >= MIN_FONT_PT * REPORT_DPI / 72.0 - 0.01
+
+
+def test_text_chunks_are_added_to_a_saved_png_and_a_truncated_png_is_refused() -> None:
+    from iotaudit.reports.cells import _with_text_chunks
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (3, 2)).save(buffer, format="PNG")
+    tagged = _with_text_chunks(buffer.getvalue(), {"iotaudit-x": "1.50"})
+    image = Image.open(io.BytesIO(tagged))
+    image.load()  # CRCs checked: a bad chunk raises here
+    assert image.text == {"iotaudit-x": "1.50"} and image.size == (3, 2)
+    with pytest.raises(ValueError, match="IEND"):
+        _with_text_chunks(buffer.getvalue()[:-12], {"k": "v"})

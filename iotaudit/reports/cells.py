@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import html
 import io
+import struct
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -95,16 +97,32 @@ class Png:
     def from_figure(cls, figure: Any, alt: str = "", dpi: int = REPORT_DPI, *, measure: bool = True) -> Png:
         """Render a matplotlib Figure to PNG; with ``measure``, its text geometry goes in the PNG's text chunks.
 
-        Measuring draws the figure once more (about a third of the cost of saving it).
+        The geometry is measured on the layout ``savefig`` has just drawn, not by drawing the figure a
+        second time: at 300 profiles on 13 stacks that second draw was half of the root-coverage page.
         """
-        metadata = {}
-        if measure:
-            geometry = text_geometry(figure, dpi)
-            metadata = {PNG_MIN_FONT_PX: f"{geometry.min_font_px:.2f}", PNG_CLIPPED: str(geometry.clipped),
-                        PNG_OVERLAPPING: str(geometry.overlapping)}
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata=metadata)
-        return cls(buffer.getvalue(), alt)
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        data = buffer.getvalue()
+        if measure:
+            geometry = text_geometry(figure, dpi, drawn=True)
+            data = _with_text_chunks(data, {PNG_MIN_FONT_PX: f"{geometry.min_font_px:.2f}",
+                                            PNG_CLIPPED: str(geometry.clipped), PNG_OVERLAPPING: str(geometry.overlapping)})
+        return cls(data, alt)
+
+
+def _with_text_chunks(data: bytes, items: Mapping[str, str]) -> bytes:
+    """PNG ``data`` with one ``tEXt`` chunk per item, placed just before ``IEND``.
+
+    PNG specification (third edition) 11.3.3.3: a tEXt chunk is a Latin-1 keyword, a NUL and Latin-1
+    text, and may appear anywhere between IHDR and IEND; each chunk is length, type, data, CRC-32 of type + data.
+    """
+    if data[-8:-4] != b"IEND":
+        raise ValueError("PNG data does not end with an IEND chunk")
+    chunks = b""
+    for key, value in items.items():
+        body = b"tEXt" + key.encode("latin-1") + b"\0" + value.encode("latin-1")
+        chunks += struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    return data[:-12] + chunks + data[-12:]
 
 
 # --- tables ----------------------------------------------------------------------------
