@@ -116,6 +116,27 @@ def test_a_scan_of_other_profiles_only_says_so_on_the_page(lab_run, tmp_path: Pa
     assert f"{summary['notes_outside_inventory']} note(s) of scanned profiles no device of the inventory runs" in markup
 
 
+def test_a_notebook_opened_by_hand_takes_the_scan_as_report_does(lab_run, scanned: Path, inventory: Path,
+                                                                 tmp_path: Path) -> None:
+    # No audit directory: load_inputs computes the audit, with the scan's notes (the notebooks' `scan` parameter).
+    by_hand = load_inputs(lab_run.path, inventory, audit_dir=tmp_path / "audit", scan=scanned)
+    assert by_hand.firmware_notes is not None and set(by_hand.firmware_notes[c.PROFILE].astype(str)) == {"fw-a", "fw-a~2"}
+    assert "From the firmware" in firmware_notes_section(by_hand).markup
+    without = load_inputs(lab_run.path, inventory, audit_dir=tmp_path / "audit-none")
+    assert without.firmware_notes is None
+
+
+@pytest.mark.slow
+def test_the_root_coverage_notebook_run_by_papermill_with_scan_shows_the_notes(lab_run, scanned: Path, inventory: Path,
+                                                                             tmp_path: Path) -> None:
+    from iotaudit.reports import execute_notebook, notebooks_dir
+
+    executed = execute_notebook(notebooks_dir() / "root_coverage.ipynb", tmp_path / "rc.ipynb",
+                                {"run_dir": str(lab_run.path), "inventory": str(inventory), "scan": str(scanned)})
+    text = executed.read_text(encoding="utf-8")
+    assert "From the firmware" in text and "accidental pin: Amazon intermediate" in text
+
+
 def test_cli_audit_scan_writes_the_frame_and_a_line(lab_run, scanned: Path, inventory: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     # Either the profiles.csv, its directory or the scan.parquet names the same findings.

@@ -13,7 +13,7 @@ from tests.fixtures.reportset import HOSTILE, INVENTORY
 from tests.test_reports import html_tables
 
 PARAMETERS = {"run_dir", "inventory", "audit_dir", "as_of", "horizon_years", "title", "group", "baseline_run",
-              "skip_bad_rows"}
+              "skip_bad_rows", "scan", "cross_check"}
 
 
 def load(name: str) -> nbformat.NotebookNode:

@@ -31,6 +31,7 @@ from .. import columns as c
 from ..auditing import AuditResult, audit, load_audit, write_audit
 from ..errors import ReportError
 from ..expiry import cliff
+from ..firmware import read_findings
 from ..inventory import Inventory, load_inventory
 from ..store import Run, load_run
 from .pages import SKIPPED_COLUMN, SKIPPED_REASON, SKIPPED_ROW, SKIPPED_ROWS
@@ -203,6 +204,8 @@ def load_inputs(
     group: str = "",
     baseline_run: str | Path = "",
     skip_bad_rows: bool = False,
+    scan: str | Path = "",
+    cross_check: bool = False,
 ) -> ReportInputs:
     """Load what a report notebook needs: the run and the audit directory (computed once if there is none).
 
@@ -217,6 +220,9 @@ def load_inputs(
         group: Keep only devices of this group ("" = all).
         baseline_run: An earlier run directory for the drift notebook ("" = none).
         skip_bad_rows: When computing: leave bad inventory rows out (they are listed) instead of stopping.
+        scan: When computing: the findings of ``iotaudit scan`` (``scan.parquet`` or the ``profiles.csv``
+            beside it), as ``iotaudit report --scan`` takes them; "" = none.
+        cross_check: When computing: also ask each profile's real TLS library, as ``--cross-check`` does.
 
     Returns:
         A :class:`ReportInputs`.
@@ -234,7 +240,8 @@ def load_inputs(
         if not inventory:
             raise ReportError("load_inputs", None, f"no audit at {target} and no inventory to compute it from")
         inv = load_inventory(inventory, skip_bad_rows=skip_bad_rows)
-        prepare_audit(run, inv, target, as_of=moment, horizon_years=int(horizon_years))
+        prepare_audit(run, inv, target, as_of=moment, horizon_years=int(horizon_years), cross_check=bool(cross_check),
+                      scan_findings=read_findings(scan) if scan else None)
     result = load_audit(target)
     recorded_as_of = parse_as_of(str(result.summary.get("as_of", "")), moment)
     if as_of and recorded_as_of != moment:
