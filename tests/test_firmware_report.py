@@ -22,7 +22,7 @@ from iotaudit.errors import ScanError
 from iotaudit.firmware import read_findings, scan
 from iotaudit.inventory import load_inventory
 from iotaudit.lab import lab_ca_certificates, lab_catalog
-from iotaudit.reports import firmware_notes_section, load_inputs
+from iotaudit.reports import firmware_notes_section, headline_numbers, load_inputs
 from iotaudit.stacks import DEFAULT_STACK_ID
 from tests.firmware_builders import pem_text
 from tests.test_firmware_cli import ATS, _devices, _firmware, _iotaudit
@@ -96,6 +96,7 @@ def test_audit_without_a_scan_has_an_empty_frame_and_the_report_shows_nothing(la
     write_audit(result, tmp_path / "audit")
     inputs = load_inputs(lab_run.path, "", audit_dir=tmp_path / "audit")
     assert inputs.firmware_notes is None and firmware_notes_section(inputs).markup == ""
+    assert headline_numbers(inputs)["firmware_notes"] is None  # no scan: no card, no headline row
 
 
 def test_a_scan_of_other_profiles_only_says_so_on_the_page(lab_run, tmp_path: Path) -> None:
@@ -250,3 +251,13 @@ def test_scan_join_report_shows_the_scanned_profiles_and_their_notes(tmp_path: P
     assert "name+key anchor: no dates" in " ".join(notes.loc[notes["Firmware profile"] == "fw-esp", "Note"])
     summary = json.loads((tmp_path / "report" / "audit" / "summary.json").read_text())["firmware_notes"]
     assert summary["asked"] and summary["warnings"] >= 1 and summary["profiles_outside_inventory"] == []
+    # The headline numbers count them: summary.json, the index card and the summary page's headline row.
+    counted = json.loads((tmp_path / "report" / "summary.json").read_text())["firmware_notes"]
+    assert counted["errors"] == int((notes["Severity"] == "error").sum()) >= 1
+    assert counted["warnings"] == int((notes["Severity"] == "warning").sum())
+    assert counted["profiles_with_errors"] == notes.loc[notes["Severity"] == "error", "Firmware profile"].nunique()
+    index = (tmp_path / "report" / "index.html").read_text()
+    assert "Firmware notes: errors · warnings" in index and f"{counted['errors']:,} · {counted['warnings']:,}" in index
+    headline = next(t for t in html_tables((tmp_path / "report" / "summary.html").read_text()) if "Measure" in t.columns)
+    row = headline.loc[headline["Measure"] == "Firmware notes (iotaudit scan)", "Value"]
+    assert len(row) == 1 and row.iloc[0].startswith(f"{counted['errors']} error")

@@ -274,7 +274,31 @@ def headline_numbers(inputs: ReportInputs) -> dict[str, Any]:
         "certificates_expiring_within_30_days": expiring,
         "worst_pin_risk": worst_pin,
         "skipped_rows": int(inputs.summary.get("bad_rows", len(inputs.skipped_rows))),
+        "firmware_notes": _firmware_note_counts(inputs.firmware_notes),
     }
+
+
+def _firmware_note_counts(notes: pd.DataFrame | None) -> dict[str, Any] | None:
+    """Notes of ``iotaudit scan`` by severity, and the devices of profiles with an error; None without a scan."""
+    if notes is None:
+        return None
+    severity = notes[c.SEVERITY_COL].astype(str)
+    with_errors = notes[severity == "error"].drop_duplicates(subset=[c.PROFILE])
+    return {"errors": int((severity == "error").sum()), "warnings": int((severity == "warning").sum()),
+            "infos": int((severity == "info").sum()), "profiles_with_errors": int(len(with_errors)),
+            "devices_with_errors": int(with_errors[c.DEVICES].sum()) if len(with_errors) else 0}
+
+
+def _firmware_notes_text(counts: Mapping[str, Any] | None) -> str:
+    """``"2 errors (fw-a: 30 devices) · 1 warning"``-style text of :func:`_firmware_note_counts`; "" without a scan."""
+    if counts is None:
+        return ""
+    def plural(n: int, word: str) -> str:
+        return f"{n:,} {word}{'' if n == 1 else 's'}"
+    text = f"{plural(counts['errors'], 'error')} · {plural(counts['warnings'], 'warning')}"
+    if counts["errors"]:
+        text += f" ({plural(counts['devices_with_errors'], 'device')} run firmware with an error)"
+    return text
 
 
 def _profiles_and_devices(profiles: Sequence[str], devices: int, most: int = 3) -> str:
@@ -302,6 +326,8 @@ def headline_table(inputs: ReportInputs) -> Html:
         ("Served certificates expiring within 30 days", f"{n['certificates_expiring_within_30_days']:,}"),
         ("Worst pinning risk", n["worst_pin_risk"] or "none"),
     ]
+    if n["firmware_notes"] is not None:
+        rows.append(("Firmware notes (iotaudit scan)", _firmware_notes_text(n["firmware_notes"])))
     return table(pd.DataFrame(rows, columns=[MEASURE, VALUE]), {MEASURE: "Measure", VALUE: "Value"},
                  order="as listed")
 

@@ -343,6 +343,10 @@ def index_page(summary: Mapping[str, Any], specs: Sequence[NotebookSpec], data_f
         ("Update firmware by (firmware side)", _fmt_date(summary.get("earliest_firmware_break_date")), ""),
         ("Earliest break (nothing changes)", _fmt_date(summary.get("earliest_break_date")), ""),
     ]
+    notes = summary.get("firmware_notes")
+    if isinstance(notes, Mapping):  # the report was given a scan
+        cards.append(("Firmware notes: errors · warnings", f"{notes.get('errors', 0):,} · {notes.get('warnings', 0):,}",
+                      "bad" if notes.get("errors") else "warn" if notes.get("warnings") else "good"))
     card_html = "".join(f'<div class="card {cls}"><div class="num">{esc(value)}</div><div class="lbl">{esc(label)}</div></div>'
                         for label, value, cls in cards)
     links = "".join(
