@@ -951,8 +951,19 @@ def _group_rows(
                     cond.append(f"EXISTS (SELECT 1 FROM __pairs b WHERE b.ts = __raw.{_q(TLS_STACK)} "
                                 f"AND b.pb = __raw.{_q(PATH_BUILDER)})")
                 ident = _q(DEVICE_ID) if kind is TableKind.DEVICES else _q(DEVICES)
-                located = con.execute(f"SELECT {_REC}, {ident}, {row_bad}, {keys} FROM __raw "
-                                      f"WHERE {' OR '.join(cond)} ORDER BY {_REC}").fetchall()
+                select = f"SELECT {_REC}, {ident}, {row_bad} AS {_ROW_BAD}, {keys} FROM __raw WHERE {' OR '.join(cond)}"
+                if kind is TableKind.PROFILES:  # a profile table is small
+                    located = con.execute(f"{select} ORDER BY {_REC}").fetchall()
+                else:
+                    # Each located row's cells as its tuple's (one shared Python tuple per distinct row, found
+                    # by a join on the text), not eleven fresh strings per row: a doubled 1M-device export
+                    # locates 2M rows.
+                    con.register("__tuples", tuples[list(_NORMALISED)].assign(__t=np.arange(len(tuples), dtype=np.int64)))
+                    on = " AND ".join(f"l.{_q(col)} = t.{_q(col)}" for col in _NORMALISED)
+                    shared = list(tuples[list(_NORMALISED)].itertuples(index=False, name=None))
+                    located = [(rec, device_id, bad, *shared[t]) for rec, device_id, bad, t in con.execute(
+                        f"SELECT l.{_REC}, l.{ident}, l.{_ROW_BAD}, t.__t FROM ({select}) l JOIN __tuples t ON {on} "
+                        f"ORDER BY l.{_REC}").fetchall()]
             dups = _repeated_ids(located) if kind is TableKind.DEVICES else set()
             problem_recs, first_of, dropped = _scan_located(located, kind, dups)
             if dropped and skip_bad_rows:  # rows with an empty or repeated id out: their tuples count them no more
@@ -1014,22 +1025,28 @@ def _without_records(con: Any, tuples: pd.DataFrame, located: Sequence[tuple[Any
     out = tuples.copy()
     row_of = {tuple(row): i for i, row in enumerate(out[list(_NORMALISED)].itertuples(index=False, name=None))}
     gone = set(dropped)
+    counts = out[_N].to_numpy(dtype=np.int64).copy()
+    firsts = out[_FIRST].to_numpy(dtype=np.int64).copy()
+    lost = np.zeros(len(out), dtype=np.int64)  # devices each tuple loses (arrays: a doubled 1M export drops 1M rows)
     moved: set[int] = set()
     for rec, _, _, *values in located:
         if int(rec) in gone:
             i = row_of[tuple(values)]
-            out.iloc[i, out.columns.get_loc(_N)] -= 1
-            if int(out.iloc[i, out.columns.get_loc(_FIRST)]) == int(rec):
+            lost[i] += 1
+            if firsts[i] == int(rec):
                 moved.add(i)
-    moved = {i for i in moved if out.iloc[i, out.columns.get_loc(_N)] > 0}
+    counts -= lost
+    moved = {i for i in moved if counts[i] > 0}
     if moved:
         con.register("__dropped", pd.DataFrame({"rec": np.asarray(sorted(gone), dtype=np.int64)}))
         con.register("__moved", out.iloc[sorted(moved)][list(_NORMALISED)].reset_index(drop=True))
         on = " AND ".join(f"r.{_q(col)} = m.{_q(col)}" for col in _NORMALISED)
-        firsts = con.execute(f"SELECT {', '.join(f'm.{_q(col)}' for col in _NORMALISED)}, min(r.{_REC}) FROM __raw r "
-                             f"JOIN __moved m ON {on} WHERE r.{_REC} NOT IN (SELECT rec FROM __dropped) GROUP BY ALL").fetchall()
-        for *values, first in firsts:
-            out.iloc[row_of[tuple(values)], out.columns.get_loc(_FIRST)] = int(first)
+        found = con.execute(f"SELECT {', '.join(f'm.{_q(col)}' for col in _NORMALISED)}, min(r.{_REC}) FROM __raw r "
+                            f"JOIN __moved m ON {on} WHERE r.{_REC} NOT IN (SELECT rec FROM __dropped) GROUP BY ALL").fetchall()
+        for *values, first in found:
+            firsts[row_of[tuple(values)]] = int(first)
+    out[_N] = counts
+    out[_FIRST] = firsts
     return out[out[_N] > 0].reset_index(drop=True)
 
 

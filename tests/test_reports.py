@@ -565,3 +565,41 @@ def test_registering_the_report_command_imports_nothing_heavy():
             "print(sorted(m for m in ('pandas', 'matplotlib', 'papermill', 'nbconvert') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_skipped_rows_table_keeps_the_first_and_links_every_one() -> None:
+    from iotaudit.auditing import SKIPPED_ROWS_LISTED
+    from iotaudit.reports.render import skipped_rows_markup
+
+    many = [{"row": i + 2, "column": "region", "reason": f"region 'x{i}' is not a region name"}
+            for i in range(SKIPPED_ROWS_LISTED + 5)]
+    page = skipped_rows_markup(many, len(many), "inv.csv")
+    assert page.count("<tr>") == SKIPPED_ROWS_LISTED + 1  # the header row, then the first rows only
+    assert f"first {SKIPPED_ROWS_LISTED:,} of {len(many):,} rows" in page
+    assert 'href="audit/skipped_rows.csv"' in page and 'href="audit/skipped_rows.parquet"' in page
+    # summary.json carries the first ones and the count: the index says how many more there are.
+    index_side = skipped_rows_markup(many[:SKIPPED_ROWS_LISTED], len(many), "inv.csv", problems=len(many))
+    assert index_side == page
+    few = skipped_rows_markup(many[:3], 3, "inv.csv")
+    assert "All 3 rows are in this page" in few and "skipped_rows.csv" not in few
+
+
+@pytest.mark.slow
+def test_a_report_of_an_inventory_with_many_bad_rows_links_them_all(lab_run, tmp_path: Path) -> None:
+    from iotaudit.auditing import SKIPPED_ROWS_LISTED
+    from iotaudit.reports import render_reports
+
+    good = pd.read_csv(INVENTORY, dtype=str, keep_default_na=False)
+    bad = pd.concat([good.iloc[[0]]] * (SKIPPED_ROWS_LISTED + 10), ignore_index=True)
+    bad["device_id"] = [f"bad-{i}" for i in range(len(bad))]
+    bad["region"] = "Not A Region"
+    path = tmp_path / "inv.csv"
+    pd.concat([good, bad], ignore_index=True).to_csv(path, index=False)
+    render_reports(lab_run.path, path, tmp_path / "report", fail_on="never", skip_bad_rows=True)
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["skipped_rows"] == summary["skipped_problems"] == SKIPPED_ROWS_LISTED + 10
+    assert len(summary["skipped_row_details"]) == SKIPPED_ROWS_LISTED
+    every = pd.read_parquet(tmp_path / "report" / "audit" / "skipped_rows.parquet")
+    assert len(every) == SKIPPED_ROWS_LISTED + 10 and len(pd.read_csv(tmp_path / "report" / "audit" / "skipped_rows.csv")) == len(every)
+    index = (tmp_path / "report" / "index.html").read_text()
+    assert f"first {SKIPPED_ROWS_LISTED:,} of {SKIPPED_ROWS_LISTED + 10:,} rows" in index and "audit/skipped_rows.csv" in index

@@ -28,6 +28,7 @@ import pandas as pd
 from .. import columns as c
 from ..columns import TLS_STACK
 from ..run_drift import CERT_ROLE, CERTIFICATE, CHANGE, NEW, OLD, drift, drift_summary
+from ..auditing import SKIPPED_ROWS_LISTED
 from ..errors import ReportError
 from ..metrics import VERDICTS, profile_verdicts
 from ..plots import (
@@ -335,8 +336,9 @@ def headline_table(inputs: ReportInputs) -> Html:
 def skipped_rows_table(inputs: ReportInputs) -> Html:
     """Inventory rows ``--skip-bad-rows`` left out, with their row numbers and reasons."""
     count = int(inputs.summary.get("bad_rows", len(inputs.skipped_rows)))
-    records = inputs.skipped_rows.to_dict("records")
-    return Html(skipped_rows_markup(records, count, str(inputs.summary.get("inventory", ""))))
+    records = inputs.skipped_rows.head(SKIPPED_ROWS_LISTED).to_dict("records")
+    return Html(skipped_rows_markup(records, count, str(inputs.summary.get("inventory", "")),
+                                    problems=len(inputs.skipped_rows)))
 
 
 def report_links(inputs: ReportInputs) -> Html:

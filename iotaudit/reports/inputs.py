@@ -154,7 +154,9 @@ def prepare_audit(run: Run, inventory: Inventory, audit_dir: str | Path, *, as_o
     result = audit(run, inventory, as_of=as_of, horizon_years=horizon_years, cross_check_libraries=cross_check,
                    scan_findings=scan_findings)
     out = write_audit(result, audit_dir, inventory=inventory)  # with devices.parquet
-    skipped_rows_frame(inventory).to_csv(out / SKIPPED_ROWS, index=False)
+    skipped = skipped_rows_frame(inventory)
+    skipped.to_csv(out / SKIPPED_ROWS, index=False)
+    skipped.to_parquet(out / SKIPPED_ROWS.replace('.csv', '.parquet'), index=False)  # the pages link both
     return out
 
 

@@ -49,6 +49,7 @@ from .pages import (
     NotebookSpec,
     notebooks_dir,
 )
+from ..auditing import SKIPPED_ROWS_LISTED
 from .render import audit_data_files, index_page, notebook_to_html, single_file_page
 
 def kernel_manager_class() -> type:
@@ -288,7 +289,10 @@ def render_reports(
                 "group": group,
                 "horizon_years": int(horizon_years),
                 **numbers,
-                "skipped_row_details": _jsonable(inputs.skipped_rows.to_dict("records")),
+                # The first problems only (a doubled 1M-device export has a million): all are in
+                # audit/skipped_rows.csv, and skipped_problems counts them.
+                "skipped_row_details": _jsonable(inputs.skipped_rows.head(SKIPPED_ROWS_LISTED).to_dict("records")),
+                "skipped_problems": int(len(inputs.skipped_rows)),
                 "fail_on": fail_on.value,
                 "threshold_crossed": crosses(numbers["devices_by_verdict"], fail_on),
                 "reports": {spec.name: f"{spec.name}.html" for spec in specs},

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from .. import __version__
+from ..auditing import SKIPPED_ROWS_LISTED
 from ..errors import ReportError
 from .pages import (
     AUDIT_SUBDIR,
@@ -33,6 +34,7 @@ from .pages import (
     SKIPPED_COLUMN,
     SKIPPED_REASON,
     SKIPPED_ROW,
+    SKIPPED_ROWS,
     SUMMARY_JSON,
     NotebookSpec,
 )
@@ -315,18 +317,30 @@ def _fmt_time(value: Any) -> str:
     return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
 
 
-def skipped_rows_markup(skipped: Sequence[Mapping[str, Any]], count: int, source: str) -> str:
-    """The "inventory rows left out" block of the index and summary pages (escaped HTML)."""
+def skipped_rows_markup(skipped: Sequence[Mapping[str, Any]], count: int, source: str, *,
+                        problems: int | None = None) -> str:
+    """The warning and table of inventory rows left out, or a sentence that none were.
+
+    Args:
+        skipped: The problems (row, column, reason), in file order: all of them, or the first ones.
+        count: Rows left out (a row may have several problems).
+        source: The inventory.
+        problems: How many problems there are in all (default ``len(skipped)``); past
+            :data:`SKIPPED_ROWS_LISTED` the page keeps the first and links ``audit/skipped_rows.csv``.
+    """
     esc = html.escape
     if not count:
         return '<p class="iotaudit-empty">No inventory row was left out.</p>'
+    shown = list(skipped[:SKIPPED_ROWS_LISTED])
+    total = max(len(skipped), problems or 0)
     rows = TableRows(labels=("Row", "Column", "Why it was left out"),
                      cells=tuple((str(r[SKIPPED_ROW]), str(r[SKIPPED_COLUMN] or "—"), str(r[SKIPPED_REASON]))
-                                 for r in skipped),
-                     sort_keys=tuple((str(r[SKIPPED_ROW]), None, None) for r in skipped), total=len(skipped))
+                                 for r in shown),
+                     sort_keys=tuple((str(r[SKIPPED_ROW]), None, None) for r in shown), total=total,
+                     complete_csv=f"{AUDIT_SUBDIR}/{SKIPPED_ROWS}" if len(shown) < total else "")
     return (f'<p class="iotaudit-warning"><b>{count:,} inventory row(s) of {esc(source)} were left out</b> '
             "(--skip-bad-rows): their devices are in no number of this report.</p>"
-            + (table_markup(rows, order="in file order") if skipped else ""))
+            + (table_markup(rows, order="in file order") if shown else ""))
 
 
 def index_page(summary: Mapping[str, Any], specs: Sequence[NotebookSpec], data_files: Sequence[str], *,
@@ -361,7 +375,7 @@ def index_page(summary: Mapping[str, Any], specs: Sequence[NotebookSpec], data_f
     status = "threshold crossed" if summary.get("threshold_crossed") else "nothing crosses the threshold"
     group = f" · group {summary['group']}" if summary.get("group") else ""
     skipped = skipped_rows_markup(summary.get("skipped_row_details", []), int(summary.get("skipped_rows", 0)),
-                                  str(summary.get("inventory", "")))
+                                  str(summary.get("inventory", "")), problems=summary.get("skipped_problems"))
     title = esc(str(summary.get("title", "iotaudit report")))
     return f"""<!DOCTYPE html>
 <html lang="en">
