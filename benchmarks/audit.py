@@ -23,7 +23,8 @@ flat as devices grow.  Four devices get a bad cell (:func:`injected_rows`: an em
 and a repeated ``device_id``, a bad ``region``, an unknown ``tls_stack``), loaded with
 ``skip_bad_rows`` as ``audit --skip-bad-rows`` does: ``bad rows`` says ``4/4`` when each
 is named with its row, column and reason and every other device is kept, so the
-figures include finding them.  The baseline validates each device's chains on its own
+figures include finding them.  ``doubled`` is a Parquet export appended to itself
+(2N rows, every id twice): N + 4 bad rows, the cost of bad rows by the million.  The baseline validates each device's chains on its own
 (timed on a sample of devices drawn by device count, extrapolated); ratio =
 baseline / (load + audit).  Aims (issue 11): 10M devices under 30 s and
 1.5 GB; 100M (partitioned Parquet) under 3 minutes and 3 GB.
@@ -53,7 +54,7 @@ from iotaudit.stacks import STACK_IDS  # noqa: E402  (the profiles are spread ov
 STORES = ["AmazonRootCA1", "AmazonRootCA2", "AmazonRootCA3", "AmazonRootCA4", "SFSRootCAG2", "StarfieldClass2CA",
           "VeriSignClass3G5"]
 GROUPS = 40
-DEFAULT_SIZES = "csv:1000000,parquet:1000000,csv:10000000,parquet:10000000,dataset:100000000"
+DEFAULT_SIZES = "csv:1000000,parquet:1000000,doubled:1000000,csv:10000000,parquet:10000000,dataset:100000000"
 
 
 def profile_table(n_profiles: int, seed: int = 1) -> pd.DataFrame:
@@ -139,6 +140,9 @@ def generate(path: Path, fmt: str, n_devices: int, profiles: pd.DataFrame) -> Pa
         con.execute(f"COPY ({inventory_sql(n_devices, len(profiles))}) TO '{target}' (HEADER, DELIMITER ',')")
     elif fmt == "parquet":
         con.execute(f"COPY ({inventory_sql(n_devices, len(profiles))}) TO '{target}' (FORMAT parquet)")
+    elif fmt == "doubled":  # one export appended to itself: every device twice, a bad row per device
+        select = inventory_sql(n_devices, len(profiles))
+        con.execute(f"COPY ({select} UNION ALL {select}) TO '{target}' (FORMAT parquet)")
     else:
         for group in range(GROUPS):
             part = path / f"group=group-{group:02d}"
@@ -229,6 +233,9 @@ def _aim(n_devices: int, r: dict) -> str:
 
 def _bad_rows_check(fmt: str, n_devices: int, r: dict) -> str:
     """``4/4`` when the loader named every injected bad row (row, column, reason) and kept every other device."""
+    if fmt == "doubled":  # the second copy repeats every id: n + 4 bad rows, the first copy's n - 4 good devices kept
+        ok = r["bad_rows"] == n_devices + 4 and r["devices"] == n_devices - 4 and len(r["problems"]) >= r["bad_rows"]
+        return f"{r['bad_rows']:,}" if ok else f"WRONG {r['bad_rows']:,} bad, {r['devices']:,} kept"
     want = expected_problems(n_devices, fmt)
     got = sorted((row, col, why) for row, col, why in r["problems"])
     found = sum(any(g[1] == w[1] and g[2].startswith(w[2]) and (w[0] is None or g[0] == w[0]) for g in got) for w in want)
@@ -268,7 +275,7 @@ def main() -> int:
             n = int(size)
             work = tmp_path / f"{fmt}-{n}"
             work.mkdir()
-            inv_path = work / {"csv": "inv.csv", "parquet": "inv.parquet", "dataset": "inv"}[fmt]
+            inv_path = work / {"csv": "inv.csv", "parquet": "inv.parquet", "doubled": "inv.parquet", "dataset": "inv"}[fmt]
             g0 = time.perf_counter()
             generate(inv_path, fmt, n, profiles)
             gen_s = time.perf_counter() - g0

@@ -24,11 +24,12 @@ def bench(*args: str) -> str:
 
 @pytest.mark.slow
 def test_audit_benchmark_names_every_injected_bad_row_in_each_format() -> None:
-    out = bench("audit.py", "--sizes", "csv:3000,parquet:3000,dataset:4000", "--sample", "3")
-    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["csv"], ["parquet"], ["dataset"])]
-    assert [r[0] for r in rows] == ["csv", "parquet", "dataset"], out
-    assert [r[1] for r in rows] == ["2996", "2996", "3996"], out   # four bad devices left out, every other kept
-    assert all("4/4" in r for r in rows) and "WRONG" not in out and "failed" not in out, out
+    out = bench("audit.py", "--sizes", "csv:3000,parquet:3000,dataset:4000,doubled:3000", "--sample", "3")
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["csv"], ["parquet"], ["dataset"], ["doubled"])]
+    assert [r[0] for r in rows] == ["csv", "parquet", "dataset", "doubled"], out
+    assert [r[1] for r in rows] == ["2996", "2996", "3996", "2996"], out   # four bad devices left out, every other kept
+    assert all("4/4" in r for r in rows[:3]) and "3,004" in rows[3], out  # doubled: every second copy is a bad row
+    assert "WRONG" not in out and "failed" not in out, out
 
 
 def test_the_bad_row_check_fails_on_a_wrong_row() -> None:
