@@ -383,7 +383,20 @@ def test_expiry_page_shows_both_break_dates(rendered):
     summary = (rendered["out"] / "summary.html").read_text()
     headline = next(t for t in html_tables(summary) if "Measure" in t.columns).set_index("Measure")["Value"]
     assert headline["Update firmware by (firmware side: its anchors, stack and pins)"].startswith("20")
-    assert "Update firmware by (firmware side)" in (rendered["out"] / "index.html").read_text()
+    index = (rendered["out"] / "index.html").read_text()
+    numbers = json.loads((rendered["out"] / "summary.json").read_text())
+    first = numbers["earliest_firmware_break_profiles"]
+    # The card names who must be updated first, and is red when that is already today.
+    assert f"Update firmware by (firmware side): {html.escape(first[0])}" in index
+    assert f"{numbers['earliest_firmware_break_devices']:,} devices" in index
+
+
+def test_the_update_by_card_is_red_only_when_the_date_is_the_evaluation_day():
+    from iotaudit.reports.render import _is_today
+
+    assert _is_today("2026-12-02T00:00:00+00:00", "2026-12-02T02:16:43+00:00")
+    assert not _is_today("2030-08-23T00:00:00+00:00", "2026-12-02T02:16:43+00:00")
+    assert not _is_today(None, "2026-12-02T02:16:43+00:00")
 
 
 # --- the expiry figure ---------------------------------------------------------------------

@@ -343,6 +343,20 @@ def skipped_rows_markup(skipped: Sequence[Mapping[str, Any]], count: int, source
             + (table_markup(rows, order="in file order") if shown else ""))
 
 
+def _first_profiles(summary: Mapping[str, Any]) -> str:
+    """``": fw-a and 2 more, 30 devices"``: who must be updated first (summary.json's earliest_firmware_break_*)."""
+    names = [str(n) for n in summary.get("earliest_firmware_break_profiles") or []]
+    if not names:
+        return ""
+    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+    return f": {names[0]}{more}, {int(summary.get('earliest_firmware_break_devices') or 0):,} devices"
+
+
+def _is_today(date: Any, as_of: Any) -> bool:
+    """Whether an ISO date-time falls on the evaluation day (a firmware nothing AWS serves validates now)."""
+    return bool(date) and bool(as_of) and str(date)[:10] <= str(as_of)[:10]
+
+
 def index_page(summary: Mapping[str, Any], specs: Sequence[NotebookSpec], data_files: Sequence[str], *,
                single_file: bool = False) -> str:
     """``index.html``: headline numbers, skipped rows, and relative links to every report and data file."""
@@ -354,7 +368,8 @@ def index_page(summary: Mapping[str, Any], specs: Sequence[NotebookSpec], data_f
         ("At risk", f"{verdicts.get('at-risk', 0):,}", "warn" if verdicts.get("at-risk") else "good"),
         ("Covered", f"{verdicts.get('covered', 0):,}", ""),
         ("Inventory rows left out", f"{summary.get('skipped_rows', 0):,}", "warn" if summary.get("skipped_rows") else ""),
-        ("Update firmware by (firmware side)", _fmt_date(summary.get("earliest_firmware_break_date")), ""),
+        ("Update firmware by (firmware side)" + _first_profiles(summary), _fmt_date(summary.get("earliest_firmware_break_date")),
+         "bad" if _is_today(summary.get("earliest_firmware_break_date"), summary.get("as_of")) else ""),
         ("Earliest break (nothing changes)", _fmt_date(summary.get("earliest_break_date")), ""),
     ]
     notes = summary.get("firmware_notes")
