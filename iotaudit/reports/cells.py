@@ -26,10 +26,11 @@ from typing import Any
 import pandas as pd
 
 from .. import columns as c
-from ..columns import TLS_STACK
+from ..columns import TLS_STACK, NoteSeverity
 from ..run_drift import CERT_ROLE, CERTIFICATE, CHANGE, NEW, OLD, drift, drift_summary
 from ..auditing import SKIPPED_ROWS_LISTED
 from ..errors import ReportError
+from ..scan_notes import SEVERITY_COUNTS
 from ..metrics import VERDICTS, profile_verdicts
 from ..plots import (
     MEMBERS,
@@ -48,7 +49,7 @@ from .inputs import FIRMWARE_NOTES as FIRMWARE_NOTES_FRAME
 from .inputs import STACK_ALTERNATIVES as STACK_ALTERNATIVES_FRAME
 from .inputs import ReportInputs
 from .pages import AUDIT_SUBDIR, NOTEBOOKS
-from .render import TableRows, empty_markup, skipped_rows_markup, table_markup
+from .render import TableRows, empty_markup, profiles_and_devices, skipped_rows_markup, table_markup
 
 ROW_LIMIT = 2000  # rows a table carries in the page; beyond that the page links the complete CSV
 
@@ -284,9 +285,9 @@ def _firmware_note_counts(notes: pd.DataFrame | None) -> dict[str, Any] | None:
     if notes is None:
         return None
     severity = notes[c.SEVERITY_COL].astype(str)
-    with_errors = notes[severity == "error"].drop_duplicates(subset=[c.PROFILE])
-    return {"errors": int((severity == "error").sum()), "warnings": int((severity == "warning").sum()),
-            "infos": int((severity == "info").sum()), "profiles_with_errors": int(len(with_errors)),
+    with_errors = notes[severity == NoteSeverity.ERROR.value].drop_duplicates(subset=[c.PROFILE])
+    return {**{key: int((severity == value).sum()) for key, value in SEVERITY_COUNTS.items()},  # as the audit counts
+            "profiles_with_errors": int(len(with_errors)),
             "devices_with_errors": int(with_errors[c.DEVICES].sum()) if len(with_errors) else 0}
 
 
@@ -302,12 +303,6 @@ def _firmware_notes_text(counts: Mapping[str, Any] | None) -> str:
     return text
 
 
-def _profiles_and_devices(profiles: Sequence[str], devices: int, most: int = 3) -> str:
-    """``"fw-a, fw-b and 3 more: 120 devices"``."""
-    shown = ", ".join(profiles[:most]) + (f" and {len(profiles) - most} more" if len(profiles) > most else "")
-    return f"{shown}: {devices:,} devices"
-
-
 def headline_table(inputs: ReportInputs) -> Html:
     """Headline numbers as a two-column table."""
     n = headline_numbers(inputs)
@@ -319,7 +314,7 @@ def headline_table(inputs: ReportInputs) -> Html:
         ("Devices covered", f"{n['devices_by_verdict']['covered']:,}"),
         ("Inventory rows left out (--skip-bad-rows)", f"{n['skipped_rows']:,}"),
         ("Update firmware by (firmware side: its anchors, stack and pins)", _fmt_date(n["earliest_firmware_break_date"]) +
-         (f" ({_profiles_and_devices(n['earliest_firmware_break_profiles'], n['earliest_firmware_break_devices'])})"
+         (f" ({profiles_and_devices(n['earliest_firmware_break_profiles'], n['earliest_firmware_break_devices'])})"
           if n["earliest_firmware_break_profiles"] else "")),
         ("Earliest break if nothing changes", _fmt_date(n["earliest_break_date"]) +
          (f" ({n['earliest_break_profile']})" if n["earliest_break_profile"] else "")),

@@ -343,13 +343,18 @@ def skipped_rows_markup(skipped: Sequence[Mapping[str, Any]], count: int, source
             + (table_markup(rows, order="in file order") if shown else ""))
 
 
+def profiles_and_devices(profiles: Sequence[str], devices: int, most: int = 3) -> str:
+    """``"fw-a, fw-b and 3 more: 120 devices"``."""
+    shown = ", ".join(profiles[:most]) + (f" and {len(profiles) - most} more" if len(profiles) > most else "")
+    return f"{shown}: {devices:,} devices"
+
+
 def _first_profiles(summary: Mapping[str, Any]) -> str:
-    """``": fw-a and 2 more, 30 devices"``: who must be updated first (summary.json's earliest_firmware_break_*)."""
+    """``": fw-a and 2 more: 30 devices"``: who must be updated first (summary.json's earliest_firmware_break_*)."""
     names = [str(n) for n in summary.get("earliest_firmware_break_profiles") or []]
     if not names:
         return ""
-    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
-    return f": {names[0]}{more}, {int(summary.get('earliest_firmware_break_devices') or 0):,} devices"
+    return ": " + profiles_and_devices(names, int(summary.get("earliest_firmware_break_devices") or 0), most=1)
 
 
 def _is_today(date: Any, as_of: Any) -> bool:
